@@ -1,0 +1,37 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install what is missing first
+# (Debian's Fashion-MNIST package, a venv with pinned torch/torchvision, this package); re-runs are
+# fast because the install is stamped and only redone when pyproject.toml changes.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.headsteer-installed
+FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
+CONFIG ?= configs/demo.yaml
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP) $(FMNIST)
+
+$(FMNIST):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq dataset-fashion-mnist
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/headsteer run $(CONFIG)
+
+test: install
+	$(PY) -m pytest -q tests
+
+bench: install
+	$(PY) bench/run_all.py
+
+clean:
+	rm -rf runs/smoke runs/test-*

@@ -1,0 +1,5 @@
+import sys
+
+from headsteer.cli import main
+
+sys.exit(main())

@@ -1,0 +1,63 @@
+"""Command line: `headsteer run CONFIG` (all stages) or one stage, with dotted overrides."""
+from __future__ import annotations
+
+import argparse
+import sys
+import traceback
+
+from headsteer.errors import HeadsteerError
+
+STAGE_HELP = {
+    "prune": "train the ViT and its decision networks (dense, then joint)",
+    "extract": "extract CLS tokens of the steered layer's residual input",
+    "sae": "train the top-k sparse autoencoder",
+    "steer": "steering sweep over strategies, modes and alpha",
+    "report": "figures, report.html, results.json",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="headsteer", description="ViTs that prune their own heads, steered through an SAE.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, help_text in [("run", "run every stage (finished stages with the same config are skipped)")] + list(STAGE_HELP.items()):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
+        p.usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
+        p.add_argument("--out", help="run directory (overrides the config's `out`)")
+        p.add_argument("--force", action="store_true", help="redo stages whose folder was made by another config")
+        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args, rest = parser.parse_known_args(argv)  # the rest: dotted overrides, anywhere on the line
+    bad = [r for r in rest if r.startswith("-") or "=" not in r]
+    if bad:
+        parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like key.sub=value)")
+    args.overrides = rest
+    try:
+        from headsteer.config import load_config
+        from headsteer.stages import available, run_all, run_stage
+
+        overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
+        cfg = load_config(args.config, overrides)
+        if args.command == "run":
+            run_all(cfg, force=args.force)
+        else:
+            if args.command not in available():
+                raise HeadsteerError(f"stage '{args.command}' is not implemented yet; available: {', '.join(available())}")
+            run_stage(cfg, args.command, force=args.force, skip_done=False)
+        return 0
+    except HeadsteerError as exc:
+        if args.debug:
+            traceback.print_exc()
+        print(f"headsteer: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("headsteer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

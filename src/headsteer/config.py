@@ -1,0 +1,328 @@
+"""Typed run configuration: dataclasses, YAML loading, dotted overrides, validation.
+
+Every field has a docstring (the string literal under it). ``load_config`` turns a YAML file plus
+``key.sub=value`` overrides into a validated ``RunConfig``; any unknown key, wrong type or
+out-of-range value raises ``HeadsteerError`` naming the key and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+
+from headsteer.errors import HeadsteerError
+
+
+@dataclass
+class DataConfig:
+    name: Literal["fashion_mnist", "cifar100"] = "fashion_mnist"
+    """Dataset: 'fashion_mnist' (embedded default, Debian package) or 'cifar100' (the paper's)."""
+    root: Optional[str] = None
+    """Folder holding the data files; None = the dataset's default location."""
+    download: bool = False
+    """CIFAR-100 only: let torchvision download into `root` when the files are missing."""
+    train_limit: Optional[int] = None
+    """Use only the first N training images (tests and quick looks); None = all."""
+    test_limit: Optional[int] = None
+    """Use only the first N test images; None = all."""
+    augment: bool = True
+    """Random crop (padding) + horizontal flip on training batches."""
+
+    def __post_init__(self) -> None:
+        for name in ("train_limit", "test_limit"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise HeadsteerError(f"data.{name}={value} must be >= 1 (or null for all images)")
+
+
+@dataclass
+class ModelConfig:
+    arch: str = "vit_tiny_patch16_224"
+    """timm model name of the backbone; the geometry fields below override its defaults."""
+    pretrained: bool = False
+    """Load timm's pretrained weights (from the hub, or from `pretrained_file`)."""
+    pretrained_file: Optional[str] = None
+    """Local weights file (.safetensors/.pth/.npz) loaded strictly into `arch`; implies pretrained."""
+    img_size: Optional[int] = None
+    """Input resolution; None = the architecture's default."""
+    patch_size: Optional[int] = None
+    """Patch size; None = the architecture's default."""
+    embed_dim: Optional[int] = None
+    """Width d; None = the architecture's default."""
+    depth: Optional[int] = None
+    """Number of blocks; None = the architecture's default."""
+    num_heads: Optional[int] = None
+    """Attention heads per block; None = the architecture's default."""
+    mlp_ratio: Optional[float] = None
+    """MLP hidden width / d; None = the architecture's default."""
+    drop_path_rate: float = 0.0
+    """Stochastic depth rate."""
+    pruned_layers: Optional[list[int]] = None
+    """Blocks that get a decision network (negative = from the end); None = every block (paper)."""
+    decision_hidden: int = 0
+    """Hidden width of the decision MLP; 0 = a single Linear(d, H) as in AdaViT."""
+    decision_norm: bool = False
+    """LayerNorm on the decision input before the decision network."""
+    decision_init_bias: float = 3.0
+    """Initial bias of the head logits (3.0 = every head kept with probability 0.95 at start)."""
+    tau: float = 5.0
+    """Gumbel-Sigmoid temperature (AdaViT: 5); only scales the straight-through gradient."""
+
+    def __post_init__(self) -> None:
+        if self.tau <= 0:
+            raise HeadsteerError(f"model.tau={self.tau} must be > 0")
+        if self.decision_hidden < 0:
+            raise HeadsteerError(f"model.decision_hidden={self.decision_hidden} must be >= 0")
+        if self.pretrained_file is not None:
+            self.pretrained = True
+
+
+@dataclass
+class PruneConfig:
+    dense_epochs: int = 3
+    """Epochs of dense training before the decision networks switch on (0 with pretrained weights)."""
+    dense_lr: float = 1e-3
+    """Peak learning rate of the dense phase."""
+    joint_epochs: int = 2
+    """Epochs of joint training of ViT + decision networks."""
+    joint_lr: float = 3e-4
+    """Peak learning rate of the ViT during joint training."""
+    decision_lr_scale: float = 10.0
+    """Decision networks train at joint_lr x this (their straight-through gradient is scaled by 1/tau)."""
+    batch_size: int = 256
+    """Training batch size (per process)."""
+    eval_batch_size: int = 1000
+    """Evaluation batch size."""
+    weight_decay: float = 0.05
+    """AdamW weight decay (not applied to biases, norms, tokens)."""
+    warmup_frac: float = 0.1
+    """Fraction of each phase's steps spent in linear warm-up before cosine decay."""
+    label_smoothing: float = 0.1
+    """Label smoothing of the cross-entropy."""
+    target_usage: float = 0.7
+    """Target head-usage ratio gamma (fraction of heads kept); 0.7 = 30 % pruned (paper)."""
+    usage_weight: float = 2.0
+    """Weight lambda of the usage loss (AdaViT: 2)."""
+    usage_loss: Literal["per_layer", "global"] = "per_layer"
+    """'per_layer': every pruned layer is pulled to gamma; 'global': only the mean over layers is."""
+    usage_on: Literal["deterministic", "noisy"] = "deterministic"
+    """Mask the usage term sees: the noise-free decision sigmoid(a)>0.5 that eval uses (closes the
+    train/eval usage gap) or the Gumbel-noisy training mask (AdaViT)."""
+    noise_final: float = 0.0
+    """Gumbel noise scale at the end of joint training; it anneals linearly from 1 to this."""
+    max_steps_per_epoch: Optional[int] = None
+    """Cut every epoch after this many steps (tests); None = full epochs."""
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.target_usage <= 1.0:
+            raise HeadsteerError(
+                f"prune.target_usage={self.target_usage} is outside (0, 1]; it is the fraction of heads "
+                "KEPT, e.g. 0.7 for 30 % pruned")
+        for name in ("dense_epochs", "joint_epochs"):
+            if getattr(self, name) < 0:
+                raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be >= 0")
+        for name in ("batch_size", "eval_batch_size"):
+            if getattr(self, name) < 1:
+                raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be >= 1")
+        if not 0.0 <= self.warmup_frac < 1.0:
+            raise HeadsteerError(f"prune.warmup_frac={self.warmup_frac} must be in [0, 1)")
+        if not 0.0 <= self.noise_final <= 1.0:
+            raise HeadsteerError(f"prune.noise_final={self.noise_final} must be in [0, 1]")
+
+
+@dataclass
+class ExtractConfig:
+    layer: int = -1
+    """Block whose residual INPUT's CLS token is extracted (negative = from the end; paper: last)."""
+    batch_size: int = 1000
+    """Images per forward pass."""
+    chunk_size: int = 10000
+    """Rows per .safetensors chunk on disk (bounds memory; chunks are the resume unit)."""
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1 or self.chunk_size < 1:
+            raise HeadsteerError("extract.batch_size and extract.chunk_size must be >= 1")
+
+
+@dataclass
+class SAEConfig:
+    expansion: int = 8
+    """d_sae = expansion x d_in when d_sae is null (paper: 384 -> 3072, 8x)."""
+    d_sae: Optional[int] = None
+    """Number of latents; None = expansion x d_in."""
+    k: int = 64
+    """Active latents per sample (paper: 64)."""
+    epochs: int = 100
+    """Passes over the extracted training activations (paper: 100)."""
+    batch_size: int = 4096
+    """Activations per step."""
+    lr: float = 1e-3
+    """Adam learning rate (decays linearly to 0 over the last 20 % of steps)."""
+    auxk_coef: float = 1.0 / 32.0
+    """Weight of the AuxK loss on dead latents (Gao et al. 2024: 1/32)."""
+    k_aux: Optional[int] = None
+    """Dead latents used by AuxK; None = d_in // 2."""
+    dead_window: int = 100000
+    """A latent is dead when it has not fired during this many training samples."""
+    init_b_dec: Literal["geometric_median", "mean"] = "geometric_median"
+    """Initial decoder bias."""
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise HeadsteerError(f"sae.k={self.k} must be >= 1")
+        if self.d_sae is not None and self.k > self.d_sae:
+            raise HeadsteerError(f"sae.k={self.k} is larger than sae.d_sae={self.d_sae}; choose k <= d_sae")
+        if self.epochs < 1 or self.batch_size < 1 or self.expansion < 1:
+            raise HeadsteerError("sae.epochs, sae.batch_size and sae.expansion must be >= 1")
+
+
+@dataclass
+class RunConfig:
+    out: str = "runs/demo"
+    """Run directory; one sub-folder per stage."""
+    seed: int = 0
+    """Seed of every random choice (data order, augmentation, Gumbel noise, init)."""
+    device: str = "auto"
+    """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'."""
+    threads: Optional[int] = None
+    """CPU threads for torch; None = torch's default."""
+    data: DataConfig = field(default_factory=DataConfig)
+    """The dataset."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    """The ViT and its decision networks."""
+    prune: PruneConfig = field(default_factory=PruneConfig)
+    """Dense + joint training (stage `prune`)."""
+    extract: ExtractConfig = field(default_factory=ExtractConfig)
+    """CLS-token extraction (stage `extract`)."""
+    sae: SAEConfig = field(default_factory=SAEConfig)
+    """Top-k sparse autoencoder (stage `sae`)."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Building dataclasses from plain dicts, with type checks that name the key.
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        return " or ".join(_type_name(a) for a in args) + " or null"
+    if origin is list:
+        return f"list of {_type_name(typing.get_args(tp)[0])}"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
+    origin = typing.get_origin(tp)
+    bad = HeadsteerError(f"config key '{key}' = {value!r} has the wrong type; expected {_type_name(tp)}")
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(value, arg, key)
+            except HeadsteerError:
+                pass
+        raise bad
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise bad
+        return value
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        (inner,) = typing.get_args(tp)
+        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad
+        return value
+    if tp is float:
+        if isinstance(value, str):  # YAML 1.1 reads '1e-4' (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                raise bad from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise bad
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad
+        return value
+    if dataclasses.is_dataclass(tp):
+        return from_dict(tp, value, key)
+    raise bad
+
+
+def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
+    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
+    where = f"'{prefix}'" if prefix else "the top level"
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise HeadsteerError(f"config section {where} must be a mapping, got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}.{key}" if prefix else str(key)
+        if key not in names:
+            raise HeadsteerError(
+                f"unknown config key '{full}'; valid keys in {where}: {', '.join(names)}")
+        kwargs[key] = _coerce(value, hints[key], full)
+    return cls(**kwargs)
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def apply_override(data: dict, assignment: str) -> None:
+    """Apply one `a.b.c=value` override (value parsed as YAML) to the nested dict `data`."""
+    if "=" not in assignment:
+        raise HeadsteerError(f"override '{assignment}' is not of the form key.sub=value")
+    key, raw = assignment.split("=", 1)
+    try:
+        value = yaml.safe_load(raw) if raw != "" else None
+    except yaml.YAMLError as exc:
+        raise HeadsteerError(f"override '{assignment}': value is not valid YAML ({exc.problem})") from None
+    parts = key.strip().split(".")
+    node = data
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise HeadsteerError(f"override '{assignment}': '{part}' is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
+    """Read a YAML config (or defaults when `path` is None), apply overrides, validate."""
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise HeadsteerError(f"config file {path} not found; the shipped configs are in configs/")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise HeadsteerError(f"config file {path} is not valid YAML: {exc}") from None
+    for assignment in overrides:
+        apply_override(data, assignment)
+    return from_dict(RunConfig, data)

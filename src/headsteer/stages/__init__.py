@@ -1,0 +1,42 @@
+"""Pipeline stages; each `run(cfg, folder)` reads earlier stages' files and writes its own."""
+from __future__ import annotations
+
+import importlib
+import time
+
+import torch
+
+from headsteer.config import RunConfig
+from headsteer.stages.common import STAGES, is_done, mark_done, prepare
+
+
+def available() -> list[str]:
+    """Stages implemented so far, in pipeline order."""
+    out = []
+    for name in STAGES:
+        try:
+            importlib.import_module(f"headsteer.stages.{name}")
+            out.append(name)
+        except ModuleNotFoundError:
+            break
+    return out
+
+
+def run_stage(cfg: RunConfig, name: str, force: bool = False, skip_done: bool = True) -> bool:
+    """Run one stage unless it is finished with the same config; True when it ran."""
+    if cfg.threads is not None:
+        torch.set_num_threads(cfg.threads)
+    if skip_done and not force and is_done(cfg, name):
+        print(f"[{name}] already done in {cfg.out}/{name} with this config; skipping")
+        return False
+    folder = prepare(cfg, name, force)
+    (folder / "done.json").unlink(missing_ok=True)
+    started = time.time()
+    importlib.import_module(f"headsteer.stages.{name}").run(cfg, folder)
+    mark_done(folder, time.time() - started)
+    return True
+
+
+def run_all(cfg: RunConfig, force: bool = False) -> None:
+    for name in available():
+        run_stage(cfg, name, force)

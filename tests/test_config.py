@@ -1,0 +1,51 @@
+import pytest
+
+from headsteer.config import RunConfig, load_config
+from headsteer.errors import HeadsteerError
+from conftest import ROOT
+
+
+def test_shipped_configs_load():
+    for name in ("demo", "smoke", "cifar100_vit_small", "fmnist_vit_small"):
+        cfg = load_config(ROOT / "configs" / f"{name}.yaml")
+        assert isinstance(cfg, RunConfig)
+    paper = load_config(ROOT / "configs" / "cifar100_vit_small.yaml")
+    assert (paper.model.arch, paper.model.pretrained, paper.data.name) == ("vit_small_patch16_224", True, "cifar100")
+    assert paper.prune.target_usage == 0.7
+
+
+def test_dotted_overrides_parse_yaml_values():
+    cfg = load_config(ROOT / "configs" / "smoke.yaml", ["prune.joint_epochs=5", "model.pruned_layers=[-1]",
+                                                       "prune.joint_lr=1e-4", "data.test_limit=null"])
+    assert cfg.prune.joint_epochs == 5
+    assert cfg.model.pruned_layers == [-1]
+    assert cfg.prune.joint_lr == pytest.approx(1e-4)
+    assert cfg.data.test_limit is None
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(HeadsteerError, match=r"unknown config key 'prune.epochs'.*dense_epochs.*joint_epochs"):
+        load_config(None, ["prune.epochs=3"])
+
+
+def test_wrong_type_names_key_and_expected_type():
+    with pytest.raises(HeadsteerError, match=r"'prune.batch_size' = 'big'.*expected int"):
+        load_config(None, ["prune.batch_size=big"])
+    with pytest.raises(HeadsteerError, match=r"'data.name' = 'mnist'.*one of 'fashion_mnist', 'cifar100'"):
+        load_config(None, ["data.name=mnist"])
+    with pytest.raises(HeadsteerError, match=r"'model.pretrained' = 3.*expected bool"):
+        load_config(None, ["model.pretrained=3"])
+
+
+def test_out_of_range_values():
+    with pytest.raises(HeadsteerError, match=r"target_usage=1.5 is outside \(0, 1\]"):
+        load_config(None, ["prune.target_usage=1.5"])
+    with pytest.raises(HeadsteerError, match=r"target_usage=0.0"):
+        load_config(None, ["prune.target_usage=0"])
+    with pytest.raises(HeadsteerError, match=r"sae.k=100 is larger than sae.d_sae=64"):
+        load_config(None, ["sae.k=100", "sae.d_sae=64"])
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(HeadsteerError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
