@@ -1,0 +1,135 @@
+import json
+
+import pytest
+import torch
+
+from headsteer.config import SAEConfig
+from headsteer.errors import HeadsteerError
+from headsteer.sae.topk import TopKSAE, topk_relu
+from headsteer.sae.train import SAETrainer, auxk_loss, evaluate_sae, geometric_median
+
+
+def planted(n=20000, d=32, atoms=48, k=3, seed=0):
+    """x = sum of k random unit atoms with positive coefficients, + small noise."""
+    g = torch.Generator().manual_seed(seed)
+    D = torch.randn(atoms, d, generator=g)
+    D /= D.norm(dim=1, keepdim=True)
+    idx = torch.stack([torch.randperm(atoms, generator=g)[:k] for _ in range(n)])
+    coef = torch.rand(n, k, generator=g) * 2 + 0.5
+    x = (coef[..., None] * D[idx]).sum(1) + 0.01 * torch.randn(n, d, generator=g)
+    return x, D
+
+
+def train(sae, x, **cfg):
+    c = SAEConfig(**{"epochs": 20, "batch_size": 256, "lr": 3e-3, "dead_window": 5000, **cfg})
+    trainer = SAETrainer(sae, c, total_steps=c.epochs * -(-x.shape[0] // c.batch_size))
+    for epoch in range(c.epochs):
+        stats = trainer.train_epoch(x, epoch, seed=0)
+    return trainer, stats
+
+
+def test_topk_relu_keeps_k_largest():
+    pre = torch.tensor([[3.0, -1.0, 2.0, 0.5], [-3.0, -2.0, -1.0, 4.0]])
+    z = topk_relu(pre, 2)
+    assert z.tolist() == [[3.0, 0.0, 2.0, 0.0], [0.0, 0.0, 0.0, 4.0]]  # ReLU drops the kept -1.0
+
+
+def test_exactly_k_nonzeros_and_named_outputs():
+    torch.manual_seed(0)
+    sae = TopKSAE(16, 128, 8)
+    x = torch.randn(64, 16)
+    out = sae(x)
+    assert out.z.shape == out.pre_acts.shape == (64, 128) and out.x_hat.shape == (64, 16)
+    assert torch.all((out.z != 0).sum(1) == 8)
+    torch.testing.assert_close(out.x_hat, sae.decode(sae.encode(x)))
+    torch.testing.assert_close(out.x_hat, out.z @ sae.W_dec + sae.b_dec)
+
+
+def test_decoder_rows_unit_norm_after_training_and_parallel_grad_removed():
+    x, _ = planted(n=2000)
+    torch.manual_seed(0)
+    sae = TopKSAE(32, 64, 3)
+    with torch.no_grad():
+        sae.W_dec.mul_(3.0)  # break the norm on purpose: the first step must restore it
+    train(sae, x, epochs=2)
+    torch.testing.assert_close(sae.W_dec.norm(dim=1), torch.ones(64), atol=1e-5, rtol=0)
+    sae.normalize_decoder()
+    sae.W_dec.grad = torch.randn_like(sae.W_dec)
+    sae.remove_parallel_grad()
+    torch.testing.assert_close((sae.W_dec.grad * sae.W_dec).sum(1), torch.zeros(64), atol=1e-5, rtol=0)
+
+
+def test_save_load_roundtrip_saelens_layout(tmp_path):
+    torch.manual_seed(0)
+    sae = TopKSAE(16, 64, 4, hook_name="blocks.5.hook_resid_pre.cls", model_name="vit")
+    with torch.no_grad():
+        sae.b_enc.normal_()
+        sae.b_dec.normal_()
+    sae.save(tmp_path / "sae")
+    cfg = json.loads((tmp_path / "sae" / "cfg.json").read_text())
+    assert cfg["architecture"] == "topk" and (cfg["d_in"], cfg["d_sae"], cfg["k"]) == (16, 64, 4)
+    assert cfg["apply_b_dec_to_input"] is True and cfg["normalize_activations"] == "none"
+    assert cfg["metadata"]["hook_name"] == "blocks.5.hook_resid_pre.cls" and "sae_lens_version" in cfg["metadata"]
+    from safetensors.torch import load_file
+    w = load_file(str(tmp_path / "sae" / "sae_weights.safetensors"))
+    assert {k: tuple(v.shape) for k, v in w.items()} == {"W_enc": (16, 64), "b_enc": (64,), "W_dec": (64, 16), "b_dec": (16,)}
+    loaded = TopKSAE.load(tmp_path / "sae")
+    x = torch.randn(10, 16)
+    a, b = sae(x), loaded(x)
+    assert torch.equal(a.x_hat, b.x_hat) and torch.equal(a.z, b.z)
+
+
+def test_load_rejects_wrong_width(tmp_path):
+    TopKSAE(16, 64, 4).save(tmp_path / "sae")
+    with pytest.raises(HeadsteerError, match=r"d_in=16 but the model's residual width is 192"):
+        TopKSAE.load(tmp_path / "sae", expected_d_in=192)
+    with pytest.raises(HeadsteerError, match="not an SAE folder"):
+        TopKSAE.load(tmp_path / "absent")
+
+
+def test_geometric_median_robust_to_outliers():
+    x = torch.cat([torch.randn(200, 3) * 0.1 + 1.0, torch.full((20, 3), 1000.0)])
+    gm = geometric_median(x)
+    assert (gm - 1.0).abs().max() < 0.2
+    assert (x.mean(0) - 1.0).abs().max() > 50
+
+
+def test_recovers_planted_dictionary():
+    x, D = planted()
+    torch.manual_seed(0)
+    sae = TopKSAE(32, 96, 3)
+    with torch.no_grad():
+        sae.b_dec.copy_(geometric_median(x[:5000]))
+    _, stats = train(sae, x, epochs=15)
+    cos = D @ sae.W_dec.T  # (atoms, d_sae), unit rows on both sides
+    best = cos.max(dim=1).values
+    assert best.mean() >= 0.9, best
+    assert evaluate_sae(sae, x).fvu < 0.1
+
+
+def test_auxk_revives_dead_latents():
+    # 96 planted atoms but only 64 latents that can win the top-k: the other 64 are needed
+    x, _ = planted(n=8000, atoms=96, k=3)
+
+    def run(coef):
+        torch.manual_seed(1)
+        sae = TopKSAE(32, 128, 3)
+        with torch.no_grad():
+            sae.b_enc[64:] = -4.0  # half the latents start out never winning the top-k
+        trainer, stats = train(sae, x, epochs=12, auxk_coef=coef, dead_window=2000)
+        revived = (trainer.since_fired[64:] < 2000).float().mean().item()
+        return stats.dead_fraction, revived
+
+    (dead_without, revived_without), (dead_with, revived_with) = run(0.0), run(1.0 / 32)
+    assert dead_without >= 0.5 and revived_without == 0.0  # without AuxK the handicapped half never fires
+    assert dead_with <= 0.2 and revived_with >= 0.7, (dead_with, revived_with)
+
+
+def test_auxk_loss_zero_without_dead_and_uses_only_dead():
+    x = torch.randn(8, 4)
+    pre = torch.randn(8, 6, requires_grad=True)
+    W_dec = torch.randn(6, 4)
+    assert auxk_loss(x, x * 0.5, pre, torch.zeros(6, dtype=torch.bool), 2, W_dec).item() == 0.0
+    dead = torch.tensor([False, False, False, False, True, True])
+    auxk_loss(x, x * 0.5, pre, dead, 2, W_dec).backward()
+    assert torch.all(pre.grad[:, :4] == 0) and pre.grad[:, 4:].abs().sum() > 0
