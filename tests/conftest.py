@@ -69,3 +69,15 @@ def smoke_cfg(fashion_dir, tmp_path):
         return load_config(ROOT / "configs" / "smoke.yaml",
                            [f"data.root={fashion_dir}", f"out={tmp_path / 'run'}", *overrides])
     return make
+
+
+@pytest.fixture(scope="session")
+def pipeline(fashion_dir, tmp_path_factory):
+    """Every stage once on the tiny data (shared by the stage tests)."""
+    from headsteer.stages import run_stage
+    out = tmp_path_factory.mktemp("pipe")
+    cfg = load_config(ROOT / "configs/smoke.yaml", [f"data.root={fashion_dir}", f"out={out}",
+                                                    "prune.dense_epochs=2", "prune.joint_epochs=2"])
+    for stage in ("prune", "extract", "sae", "steer", "report"):
+        run_stage(cfg, stage)
+    return cfg

@@ -10,19 +10,6 @@ from headsteer.stages.extract import extract_split, load_activations, load_prune
 from headsteer.stages.sae import reconstruction_control
 
 
-@pytest.fixture(scope="module")
-def pipeline(fashion_dir, tmp_path_factory):
-    """prune -> extract -> sae once on the tiny data (shared by the tests below)."""
-    from headsteer.config import load_config
-    from conftest import ROOT
-    out = tmp_path_factory.mktemp("pipe")
-    cfg = load_config(ROOT / "configs/smoke.yaml", [f"data.root={fashion_dir}", f"out={out}",
-                                                    "prune.dense_epochs=2", "prune.joint_epochs=2"])
-    for stage in ("prune", "extract", "sae"):
-        run_stage(cfg, stage)
-    return cfg
-
-
 def test_extract_chunks_match_model_forward(pipeline):
     cfg = pipeline
     index = json.load(open(f"{cfg.out}/extract/train/index.json"))

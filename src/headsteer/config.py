@@ -7,6 +7,7 @@ out-of-range value raises ``HeadsteerError`` naming the key and the fix.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -182,6 +183,58 @@ class SAEConfig:
 
 
 @dataclass
+class SteerConfig:
+    """The steered layer is the one the SAE was trained on (extract.layer; paper: the last)."""
+    mode: Literal["pre_topk", "post_topk", "additive"] = "pre_topk"
+    """Reading of Eq. 5 used for the headline figures (all `modes` are swept)."""
+    modes: list[Literal["pre_topk", "post_topk", "additive"]] = field(
+        default_factory=lambda: ["pre_topk", "post_topk", "additive"])
+    """Readings of Eq. 5 to sweep (the comparison figure shows each)."""
+    strategies: list[Literal["per_class", "global", "random", "per_class_specific"]] = field(
+        default_factory=lambda: ["per_class", "global", "random", "per_class_specific"])
+    """Index-set strategies to sweep."""
+    label_sources: list[Literal["true", "predicted"]] = field(default_factory=lambda: ["true", "predicted"])
+    """Class used by class-conditioned strategies: the true label (paper, an oracle) or the unsteered
+    model's prediction (deployable)."""
+    alpha_min: float = -1.5
+    """Smallest amplification strength alpha."""
+    alpha_max: float = 1.5
+    """Largest alpha."""
+    alpha_step: float = 0.1
+    """Grid step of alpha (0 is always on the grid)."""
+    set_size: Optional[int] = None
+    """|S|; None = the SAE's k (paper: k = 64)."""
+    min_class_freq: float = 0.05
+    """per_class_specific: a latent must fire on at least this fraction of the class to be ranked by lift."""
+    top_alpha: float = 1.2
+    """Alpha at which classes are ranked by accuracy gain (paper Fig. 3: 1.2)."""
+    top_n: int = 5
+    """Number of top classes analysed."""
+    batch_size: int = 4096
+    """Samples per steering step."""
+
+    def __post_init__(self) -> None:
+        if self.alpha_step <= 0 or self.alpha_min > self.alpha_max:
+            raise HeadsteerError(
+                f"steer alpha grid is empty (alpha_min={self.alpha_min}, alpha_max={self.alpha_max}, "
+                f"alpha_step={self.alpha_step}); need alpha_min <= alpha_max and alpha_step > 0")
+        for name in ("modes", "strategies", "label_sources"):
+            if not getattr(self, name):
+                raise HeadsteerError(f"steer.{name} is empty; list at least one")
+        if self.mode not in self.modes:
+            raise HeadsteerError(f"steer.mode={self.mode!r} is not in steer.modes={self.modes}; add it")
+        if self.set_size is not None and self.set_size < 1:
+            raise HeadsteerError(f"steer.set_size={self.set_size} must be >= 1 (or null for k)")
+
+    def alphas(self) -> list[float]:
+        """The grid, built from 0 outwards so that 0 is exact and values are rounded to the step."""
+        decimals = max(0, -int(math.floor(math.log10(self.alpha_step))) + 1)
+        lo = math.ceil(self.alpha_min / self.alpha_step - 1e-9)
+        hi = math.floor(self.alpha_max / self.alpha_step + 1e-9)
+        return [round(i * self.alpha_step, decimals) for i in range(lo, hi + 1)]
+
+
+@dataclass
 class RunConfig:
     out: str = "runs/demo"
     """Run directory; one sub-folder per stage."""
@@ -201,6 +254,8 @@ class RunConfig:
     """CLS-token extraction (stage `extract`)."""
     sae: SAEConfig = field(default_factory=SAEConfig)
     """Top-k sparse autoencoder (stage `sae`)."""
+    steer: SteerConfig = field(default_factory=SteerConfig)
+    """Steering sweep and analyses (stage `steer`)."""
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Analyses: figures and the report."""

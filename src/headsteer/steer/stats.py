@@ -1,0 +1,88 @@
+"""Latent activation frequencies (TRAIN set) and the index sets S of the steering strategies."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+STRATEGIES = ("per_class", "global", "random", "per_class_specific")
+
+
+@dataclass
+class LatentFrequencies:
+    per_class: torch.Tensor
+    """(C, n) fraction of class-c samples on which latent i fires (z_i > 0)."""
+    overall: torch.Tensor
+    """(n,) fraction of all samples on which latent i fires."""
+    counts: torch.Tensor
+    """(C,) samples per class."""
+
+
+def latent_frequencies(active: torch.Tensor, labels: torch.Tensor, num_classes: int) -> LatentFrequencies:
+    """active: (N, n) bool (z > 0); labels: (N,)."""
+    a = active.float()
+    counts = torch.bincount(labels, minlength=num_classes).float()
+    per_class = torch.zeros(num_classes, a.shape[1]).index_add_(0, labels, a) / counts.clamp(min=1)[:, None]
+    return LatentFrequencies(per_class=per_class, overall=a.mean(0), counts=counts)
+
+
+@dataclass
+class IndexSets:
+    """S for every strategy; class-conditioned strategies hold one set per class."""
+    per_class: torch.Tensor
+    """(C, |S|) top-|S| most frequent latents of each class."""
+    global_: torch.Tensor
+    """(|S|,) top-|S| most frequent latents over all classes."""
+    random: torch.Tensor
+    """(|S|,) uniformly drawn latents (seeded)."""
+    per_class_specific: torch.Tensor
+    """(C, |S|) latents of each class ranked by lift = class frequency / overall frequency, among
+    latents firing on at least `min_class_freq` of the class (others fill in by frequency)."""
+
+    def get(self, strategy: str) -> torch.Tensor:
+        return self.global_ if strategy == "global" else getattr(self, strategy)
+
+    def masks(self, strategy: str, classes: torch.Tensor, n_latents: int) -> torch.Tensor:
+        """(N, n) bool: which latents are amplified for each sample, given its class (N,)."""
+        s = self.get(strategy)
+        if s.ndim == 1:
+            m = torch.zeros(n_latents, dtype=torch.bool)
+            m[s] = True
+            return m.expand(classes.shape[0], -1)
+        per_class = torch.zeros(s.shape[0], n_latents, dtype=torch.bool).scatter_(1, s, True)  # (C, n)
+        return per_class[classes]
+
+
+def index_sets(freqs: LatentFrequencies, size: int, seed: int, min_class_freq: float = 0.05) -> IndexSets:
+    n = freqs.overall.shape[0]
+    size = min(size, n)
+    per_class = freqs.per_class.topk(size, dim=1).indices
+    global_ = freqs.overall.topk(size).indices
+    random = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
+    lift = freqs.per_class / freqs.overall.clamp(min=1e-12)[None]  # (C, n)
+    eligible = freqs.per_class >= min_class_freq
+    # eligible latents by lift first, then the rest by frequency (a score offset keeps the two apart)
+    score = torch.where(eligible, lift + 1e6, freqs.per_class)
+    specific = score.topk(size, dim=1).indices
+    return IndexSets(per_class=per_class, global_=global_, random=random, per_class_specific=specific)
+
+
+def iou(a: torch.Tensor, b: torch.Tensor) -> float:
+    sa, sb = set(a.tolist()), set(b.tolist())
+    return len(sa & sb) / max(1, len(sa | sb))
+
+
+def overlap_frac(a: torch.Tensor, b: torch.Tensor) -> float:
+    """|a ∩ b| / |a|."""
+    sa, sb = set(a.tolist()), set(b.tolist())
+    return len(sa & sb) / max(1, len(sa))
+
+
+def class_overlap(sets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(C, |S|) per-class sets -> (C, C) IoU and (C, C) |∩|/|S| matrices."""
+    C, n = sets.shape[0], int(sets.max()) + 1
+    m = torch.zeros(C, n).scatter_(1, sets, 1.0)
+    inter = m @ m.T
+    size = m.sum(1)
+    union = size[:, None] + size[None, :] - inter
+    return inter / union.clamp(min=1), inter / size[:, None].clamp(min=1)

@@ -1,0 +1,61 @@
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from headsteer.stages import run_all
+
+
+def test_results_json_schema(pipeline):
+    r = json.load(open(Path(pipeline.out) / "report" / "results.json"))
+    assert r["dataset"] == "fashion_mnist" and len(r["classes"]) == 10
+    assert 0 <= r["dense"]["accuracy"] <= 1
+    assert set(r["pruned"]) == {"accuracy", "head_usage", "head_usage_per_layer", "target_usage"}
+    assert set(r["sae"]) == {"d_in", "d_sae", "k", "mse", "fvu", "l0", "dead_fraction", "reconstruction"}
+    assert set(r["sae"]["reconstruction"]) == {"accuracy_delta", "head_usage_delta"}
+    st = r["steering"]
+    assert st["layer"] == 1 and st["mode"] == "pre_topk" and len(st["alphas"]) == 31
+    assert set(st["curves"]) == {"true", "predicted"}
+    assert set(st["curves"]["true"]) == {"per_class", "global", "random", "per_class_specific"}
+    for c in st["curves"]["true"].values():
+        assert set(c) == {"accuracy", "head_usage", "head_usage_overall"}
+        assert all(len(v) == 31 and all(0 <= x <= 1 for x in v) for v in c.values())
+    assert set(st["curves_by_mode"]) == {"pre_topk", "post_topk", "additive"}
+    assert st["curves_by_mode"]["pre_topk"] == st["curves"]
+    assert len(st["top_classes"]) == 5
+    assert set(st["top_classes"][0]) == {"class", "accuracy_before", "accuracy_after", "usage_before", "usage_after",
+                                         "heads_kept"}
+    assert 0 <= r["overlap"]["global_vs_per_class_iou"] <= r["overlap"]["global_vs_per_class_frac"] <= 1
+    iou = r["class_overlap"]["iou"]
+    assert len(iou) == 10 and all(iou[i][i] == 1.0 for i in range(10))
+
+
+def test_alpha_zero_equals_reconstruction_control(pipeline):
+    """The sweep at alpha = 0 must reproduce the SAE stage's reconstruction control (every mode)."""
+    sae = json.load(open(Path(pipeline.out) / "sae" / "metrics.json"))["reconstruction"]
+    st = json.load(open(Path(pipeline.out) / "steer" / "metrics.json"))
+    i0 = st["alphas"].index(0.0)
+    for mode, by_source in st["curves_by_mode"].items():
+        for strategy, c in by_source["true"].items():
+            assert c["accuracy"][i0] == pytest.approx(sae["accuracy"], abs=1e-6), (mode, strategy)
+            assert c["head_usage"][i0] == pytest.approx(sae["head_usage_layer"], abs=1e-6), (mode, strategy)
+
+
+def test_report_is_self_contained_html(pipeline):
+    folder = Path(pipeline.out) / "report"
+    doc = (folder / "report.html").read_text()
+    imgs = re.findall(r'<img src="([^"]+)"', doc)
+    assert len(imgs) >= 6 and all(src.startswith("data:image/png;base64,") for src in imgs)
+    assert "http://" not in doc and "https://" not in doc
+    for name in ("fig2_steering", "fig3_heads", "fig4_negative", "fig5_overlap", "fig_modes", "fig_pruning"):
+        assert (folder / f"{name}.png").stat().st_size > 5000
+    assert "T-shirt/top" in doc and "paper" in doc
+    md = (folder / "results.md").read_text()
+    assert md.startswith("# headsteer results") and "| dense accuracy |" in md
+
+
+def test_rerun_skips_finished_stages(pipeline, capsys):
+    run_all(pipeline)
+    out = capsys.readouterr().out
+    assert out.count("already done") == 5
