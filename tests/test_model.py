@@ -172,3 +172,42 @@ def test_pretrained_file_of_other_architecture_is_refused(tmp_path):
 def test_unknown_architecture():
     with pytest.raises(HeadsteerError, match="unknown timm architecture model.arch='vit_nonexistent'"):
         build_model(ModelConfig(arch="vit_nonexistent"), 10, 3)
+
+
+def test_skipping_path_equals_masked_dense_path_including_empty_and_full_heads():
+    model = small_model()
+    torch.manual_seed(5)
+    x = torch.randn(12, 1, 28, 28)
+    masks = (torch.rand(12, 3, 6) < 0.5).float()
+    masks[:, :, 0] = 0  # head 0 kept by no sample
+    masks[:, :, 1] = 1  # head 1 kept by every sample
+    masks[:, 2] = 0     # a layer with every head dropped
+    with torch.no_grad():
+        dense = model(x, fixed_masks=masks)
+        model.skip_pruned_heads = True
+        skipped = model(x, fixed_masks=masks)
+    assert (dense.logits - skipped.logits).abs().max().item() < 1e-4
+    assert torch.equal(dense.masks, skipped.masks)
+
+
+def test_skipping_path_only_in_eval_mode():
+    model = small_model().train()
+    model.skip_pruned_heads = True
+    out = model(torch.randn(4, 1, 28, 28))
+    out.logits.sum().backward()  # training keeps the masked path, so decision nets get gradients
+    assert model.decisions["0"].net.weight.grad is not None
+
+
+def test_mac_counter_against_hand_count():
+    from headsteer.model.macs import count_macs
+    model = small_model()
+    T, d, H, D, hidden, L = 17, 48, 6, 8, 96, 3
+    per_head = T * d * 3 * D + 2 * T * T * D + T * D * d
+    fixed = 16 * 49 * d + L * 2 * T * d * hidden + d * 10
+    masks = torch.ones(2, L, H)
+    masks[1, :, :3] = 0  # second image keeps half the heads
+    c = count_macs(model, masks)
+    assert c.dense == fixed + L * H * per_head
+    decision = L * d * H
+    assert c.per_sample.tolist() == [fixed + decision + L * H * per_head, fixed + decision + L * 3 * per_head]
+    assert 0.5 < c.ratio < 1.0

@@ -24,6 +24,14 @@ def _label(strategy: str) -> tuple[str, str]:
     return STYLE.get(strategy, ("#000000", strategy))
 
 
+def _min_span(ax, span: float) -> None:
+    """Widen the y range to at least `span` so tiny changes do not look like large ones."""
+    lo, hi = ax.get_ylim()
+    if hi - lo < span:
+        mid = (lo + hi) / 2
+        ax.set_ylim(mid - span / 2, mid + span / 2)
+
+
 def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_range=(0.0, None),
                     title: str = "") -> Path:
     """Paper Fig. 2 (and Fig. 4 with alpha_range=(None, 0)): accuracy and steered-layer usage vs alpha."""
@@ -46,6 +54,7 @@ def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_rang
     axes[0].axhline(100 * baseline["accuracy"], color="k", lw=0.8, ls=":", label="unsteered")
     axes[1].axhline(baseline["head_usage"], color="k", lw=0.8, ls=":", label="unsteered")
     axes[0].set(xlabel="amplification strength α", ylabel="test accuracy (%)", title="Accuracy")
+    _min_span(axes[0], 2.0)
     axes[1].set(xlabel="amplification strength α", ylabel="head usage ratio (steered layer)", title="Head usage",
                 ylim=(-0.02, 1.02))
     for ax in axes:
@@ -121,6 +130,7 @@ def mode_comparison(alphas, curves_by_mode: dict, baseline: dict, path: Path) ->
             axes[i, j].axvline(0, color="k", lw=0.5)
             axes[i, j].grid(alpha=0.3)
     axes[0, 0].set_ylabel("test accuracy (%)")
+    _min_span(axes[0, 0], 2.0)
     axes[1, 0].set_ylabel("head usage ratio (steered layer)")
     axes[1, -1].legend(fontsize=8)
     return _save(fig, path)

@@ -37,9 +37,9 @@ class AdaViTOutput:
     """Block index -> (B, N, d) residual input of that block, for the indices passed as `capture`."""
 
 
-def block_forward(blk: Block, x: torch.Tensor, head_mask: Optional[torch.Tensor]) -> torch.Tensor:
+def block_forward(blk: Block, x: torch.Tensor, head_mask: Optional[torch.Tensor], skip: bool = False) -> torch.Tensor:
     """timm's pre-norm Block.forward, with the head mask passed to the attention."""
-    x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), head_mask=head_mask)))
+    x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), head_mask=head_mask, skip=skip)))
     x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
     return x
 
@@ -68,6 +68,8 @@ class AdaViT(nn.Module):
         """False = dense model: every head kept, decision networks not run."""
         self.noise_scale = 1.0
         """Scale of the Gumbel noise in training mode (annealed by the trainer)."""
+        self.skip_pruned_heads = False
+        """Eval mode only: do no qkv / attention / proj work for dropped (sample, head) pairs."""
         self._overrides: dict[int, tuple[Callable[[torch.Tensor], torch.Tensor], bool]] = {}
 
     # ---------------------------------------------------------------------------------------------
@@ -130,8 +132,13 @@ class AdaViT(nn.Module):
             mask = det = deterministic_mask(a)
         return mask, a, det, x
 
-    def forward_from(self, x: torch.Tensor, start: int = 0, capture: tuple[int, ...] = ()) -> AdaViTOutput:
-        """Run blocks start..L-1 on tokens x (B, N, d), then the norm and the head."""
+    def forward_from(self, x: torch.Tensor, start: int = 0, capture: tuple[int, ...] = (),
+                     fixed_masks: Optional[torch.Tensor] = None) -> AdaViTOutput:
+        """Run blocks start..L-1 on tokens x (B, N, d), then the norm and the head.
+
+        fixed_masks (B, L, H): use these head masks instead of the decision networks' (benchmarks,
+        controlled experiments).
+        """
         B = x.shape[0]
         ones = x.new_ones(B, self.num_heads)
         inf = torch.full_like(ones, float("inf"))
@@ -143,16 +150,19 @@ class AdaViT(nn.Module):
                 continue
             if i in capture:
                 captured[i] = x
-            if self.gating and i in self.pruned_layers:
+            if fixed_masks is not None:
+                mask, a, det = fixed_masks[:, i].to(x.dtype), inf, fixed_masks[:, i].to(x.dtype)
+            elif self.gating and i in self.pruned_layers:
                 mask, a, det, x = self.head_mask(i, x)
             else:
                 mask, a, det = None, inf, ones
-            x = block_forward(blk, x, mask)
+            x = block_forward(blk, x, mask, skip=self.skip_pruned_heads and not self.training)
             masks.append(ones if mask is None else mask), logits_all.append(a), det_all.append(det)
         x = self.vit.norm(x)
         logits = self.vit.forward_head(x)
         return AdaViTOutput(logits=logits, masks=torch.stack(masks, 1), decision_logits=torch.stack(logits_all, 1),
                             decision_masks=torch.stack(det_all, 1), captured=captured)
 
-    def forward(self, images: torch.Tensor, capture: tuple[int, ...] = ()) -> AdaViTOutput:
-        return self.forward_from(self.embed(images), 0, capture)
+    def forward(self, images: torch.Tensor, capture: tuple[int, ...] = (),
+                fixed_masks: Optional[torch.Tensor] = None) -> AdaViTOutput:
+        return self.forward_from(self.embed(images), 0, capture, fixed_masks)

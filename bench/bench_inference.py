@@ -1,0 +1,65 @@
+"""Inference img/s: timm's unmodified ViT vs our model with head usage forced to 1.0 / 0.7 / 0.5 / 0.33,
+masked-dense path vs skipping path, batch 1 and 64, demo model and ViT-S/16 at 224 px (random weights).
+
+Reports realised time reduction / theoretical MAC reduction against timm's dense model.
+    python bench/bench_inference.py [--device cuda] [--quick]
+"""
+from __future__ import annotations
+
+import timm
+import torch
+
+from common import GEOMETRIES, autocast, build, parser, save, table, time_fn
+from headsteer.model.macs import count_macs
+
+USAGES = (1.0, 0.7, 0.5, 0.33)
+
+
+def forced_masks(B: int, L: int, H: int, usage: float, seed: int = 0) -> torch.Tensor:
+    """Each (image, layer) keeps round(usage * H) heads chosen at random, remainders spread so the
+    mean over the batch equals `usage` as closely as whole heads allow."""
+    g = torch.Generator().manual_seed(seed)
+    total = usage * H
+    base = int(total)
+    extra = torch.rand(B, L, generator=g) < (total - base)
+    counts = base + extra.long()  # (B, L)
+    ranks = torch.rand(B, L, H, generator=g).argsort(-1).argsort(-1)
+    return (ranks < counts[..., None]).float()
+
+
+def main() -> None:
+    args = parser(__doc__).parse_args()
+    dev = args.device
+    rows = []
+    for geo in GEOMETRIES:
+        model, in_chans, img, nc = build(geo, dev)
+        g = {k: v for k, v in GEOMETRIES[geo].items() if k not in ("arch", "in_chans", "num_classes")}
+        ref = timm.create_model(GEOMETRIES[geo]["arch"], num_classes=nc, in_chans=in_chans, **g).to(dev).eval()
+        for B in (1, 64):
+            iters = 3 if args.quick else (args.iters if not (geo == "vit_s16_224" and B == 64) else max(3, args.iters // 2))
+            x = torch.randn(B, in_chans, img, img, device=dev)
+            with torch.inference_mode(), autocast(dev):
+                t_ref = time_fn(lambda: ref(x), dev, args.warmup, iters)["median_s"]
+                rows.append(dict(model=geo, batch=B, variant="timm dense", usage=1.0, img_s=round(B / t_ref, 1),
+                                 time_ratio=1.0, mac_ratio=1.0, realised_over_theory=""))
+                for usage in USAGES:
+                    masks = forced_masks(B, model.depth, model.num_heads, usage).to(dev)
+                    mac_ratio = count_macs(model, masks.cpu()).ratio
+                    for skip in (False, True):
+                        model.skip_pruned_heads = skip
+                        t = time_fn(lambda: model(x, fixed_masks=masks), dev, args.warmup, iters)["median_s"]
+                        theory = 1 - mac_ratio
+                        realised = 1 - t / t_ref
+                        rows.append(dict(model=geo, batch=B, variant="skip" if skip else "masked dense",
+                                         usage=round(masks.mean().item(), 3), img_s=round(B / t, 1),
+                                         time_ratio=round(t / t_ref, 3), mac_ratio=round(mac_ratio, 3),
+                                         realised_over_theory=round(realised / theory, 2) if theory > 0.01 else ""))
+                    model.skip_pruned_heads = False
+                table([r for r in rows if r["model"] == geo and r["batch"] == B],
+                      ["model", "batch", "variant", "usage", "img_s", "time_ratio", "mac_ratio", "realised_over_theory"])
+    save("inference", dev, {"rows": rows, "note": "time_ratio and mac_ratio are relative to timm's dense model; "
+                                                  "realised_over_theory = (1 - time_ratio) / (1 - mac_ratio)"})
+
+
+if __name__ == "__main__":
+    main()
