@@ -15,7 +15,7 @@ def main() -> None:
     args = parser(__doc__).parse_args()
     dev, rows = args.device, []
     model, in_chans, img, nc = build("vit_s16_224", dev, decision_init_bias=0.0)
-    N = 64 if args.quick else 256
+    N = 32 if args.quick else 128
     images = torch.randn(N, in_chans, img, img, device=dev)
     sae = TopKSAE(model.embed_dim, 8 * model.embed_dim, 64).to(dev).eval()
     S = torch.zeros(N, sae.d_sae, dtype=torch.bool, device=dev)

@@ -124,3 +124,36 @@ def test_cli_error_for_mismatched_pretrained_file(tmp_path, fashion_dir, capsys)
                f"model.pretrained_file={path}"])
     err = capsys.readouterr().err
     assert rc == 2 and "does not match architecture vit_tiny_patch16_224" in err and "Traceback" not in err
+
+
+def test_resume_inside_an_epoch_is_exact(smoke_cfg, monkeypatch, tmp_path):
+    """Interrupt right after a mid-epoch checkpoint; the resumed run continues at that batch."""
+    over = ("prune.dense_epochs=1", "prune.joint_epochs=2", "prune.checkpoint_every=4")
+    straight = smoke_cfg(*over, f"out={tmp_path / 'straight'}")
+    run_stage(straight, "prune")
+    killed = smoke_cfg(*over, f"out={tmp_path / 'killed'}")
+    real_save = prune_stage.save_checkpoint
+    saves = {"n": 0}
+
+    def dies_after_mid_epoch_save(path, model, optimizer, state, extra=None):
+        real_save(path, model, optimizer, state, extra)
+        if state.get("cursor"):
+            saves["n"] += 1
+            if saves["n"] == 3:  # dense saved at batches 4 and 8; this is joint epoch 1, batch 4 of 10
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(prune_stage, "save_checkpoint", dies_after_mid_epoch_save)
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(killed, "prune")
+    monkeypatch.setattr(prune_stage, "save_checkpoint", real_save)
+    from headsteer.io import checkpoint_state
+    cursor = checkpoint_state(tmp_path / "killed/prune/checkpoint.safetensors")["cursor"]
+    assert cursor["batch"] == 4
+    run_stage(killed, "prune")
+    a = load_file(str(tmp_path / "straight/prune/model.safetensors"))
+    b = load_file(str(tmp_path / "killed/prune/model.safetensors"))
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    ha = json.load(open(tmp_path / "straight/prune/metrics.json"))["history"]
+    hb = json.load(open(tmp_path / "killed/prune/metrics.json"))["history"]
+    assert [h["train"] for h in ha] == [h["train"] for h in hb]  # epoch statistics survive the interruption

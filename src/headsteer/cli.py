@@ -42,12 +42,15 @@ def main(argv: list[str] | None = None) -> int:
 
         overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
         cfg = load_config(args.config, overrides)
+        from headsteer import distributed
+        distributed.init_from_env(cfg.device)
         if args.command == "run":
             run_all(cfg, force=args.force)
         else:
             if args.command not in available():
                 raise HeadsteerError(f"stage '{args.command}' is not implemented yet; available: {', '.join(available())}")
             run_stage(cfg, args.command, force=args.force, skip_done=False)
+        distributed.shutdown()
         return 0
     except HeadsteerError as exc:
         if args.debug:

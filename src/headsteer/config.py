@@ -114,8 +114,12 @@ class PruneConfig:
     usage_on: Literal["deterministic", "noisy"] = "deterministic"
     """Mask the usage term sees: the noise-free decision sigmoid(a)>0.5 that eval uses (closes the
     train/eval usage gap) or the Gumbel-noisy training mask (AdaViT)."""
+    noise_initial: float = 1.0
+    """Gumbel noise scale at the start of joint training (1 = AdaViT; 0 = deterministic masks)."""
     noise_final: float = 0.0
-    """Gumbel noise scale at the end of joint training; it anneals linearly from 1 to this."""
+    """Gumbel noise scale at the end of joint training; it anneals linearly from noise_initial."""
+    checkpoint_every: int = 200
+    """Also checkpoint every this many steps inside an epoch (single process); 0 = at epoch ends only."""
     max_steps_per_epoch: Optional[int] = None
     """Cut every epoch after this many steps (tests); None = full epochs."""
 
@@ -132,8 +136,9 @@ class PruneConfig:
                 raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be >= 1")
         if not 0.0 <= self.warmup_frac < 1.0:
             raise HeadsteerError(f"prune.warmup_frac={self.warmup_frac} must be in [0, 1)")
-        if not 0.0 <= self.noise_final <= 1.0:
-            raise HeadsteerError(f"prune.noise_final={self.noise_final} must be in [0, 1]")
+        for name in ("noise_initial", "noise_final"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be in [0, 1]")
 
 
 @dataclass

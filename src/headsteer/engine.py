@@ -10,12 +10,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from headsteer import distributed
 from headsteer.data import BatchTransform, ImageSplit, batch_indices, iterate
 from headsteer.errors import HeadsteerError
 from headsteer.model import AdaViT
 
 
 def resolve_device(name: str) -> torch.device:
+    if name in ("auto", "cuda") and torch.cuda.is_available() and distributed.info().enabled:
+        return torch.device("cuda", distributed.info().local_rank)  # one GPU per torchrun process
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -59,8 +62,14 @@ def param_groups(model: AdaViT, lr: float, weight_decay: float, decision_lr: Opt
 
 
 def usage_loss(masks: torch.Tensor, target: float, kind: str) -> torch.Tensor:
-    """masks: (B, L_pruned, H). 'per_layer': mean_l |u_l - target|; 'global': |mean_l u_l - target|."""
-    per_layer = masks.mean(dim=(0, 2))  # (L_pruned,)
+    """masks: (B, L_pruned, H). 'per_layer': mean_l |u_l - target|; 'global': |mean_l u_l - target|.
+
+    Under torchrun the usage u_l is measured on the GLOBAL batch (sum all-reduced with autograd), so
+    N processes optimise the same objective as one process on the whole batch.
+    """
+    world = distributed.info().world_size
+    per_layer_sum = distributed.all_reduce_sum_autograd(masks.sum(dim=(0, 2)))  # (L_pruned,)
+    per_layer = per_layer_sum / (masks.shape[0] * masks.shape[2] * world)
     if kind == "per_layer":
         return (per_layer - target).abs().mean()
     return (per_layer.mean() - target).abs()
@@ -83,29 +92,49 @@ class EpochStats:
 def train_epoch(model: AdaViT, split: ImageSplit, transform: BatchTransform, optimizer: torch.optim.Optimizer,
                 *, epoch: int, seed: int, batch_size: int, step0: int, total_steps: int, warmup_steps: int,
                 label_smoothing: float, device: torch.device, target_usage: float = 1.0, usage_weight: float = 0.0,
-                usage_kind: str = "per_layer", usage_on: str = "deterministic", noise_final: float = 1.0,
-                max_steps: Optional[int] = None, desc: str = "train",
-                on_step: Optional[Callable[[int], None]] = None) -> EpochStats:
+                usage_kind: str = "per_layer", usage_on: str = "deterministic", noise_initial: float = 1.0,
+                noise_final: float = 1.0, max_steps: Optional[int] = None, desc: str = "train",
+                on_step: Optional[Callable[[int], None]] = None, net: Optional[torch.nn.Module] = None,
+                resume: Optional[dict] = None, checkpoint_every: int = 0,
+                on_checkpoint: Optional[Callable[[dict], None]] = None) -> EpochStats:
     """One epoch. Every random draw (order, augmentation, Gumbel noise, drop-path) is seeded from
-    (seed, epoch), so an epoch restarted from its checkpoint gives the same result."""
+    (seed, epoch, rank), so an epoch restarted from its checkpoint gives the same result.
+
+    `net` is what the forward pass goes through (the DDP wrapper under torchrun; default `model`).
+    Under torchrun each global batch of batch_size x world_size images is split by rank.
+
+    Mid-epoch checkpoints: every `checkpoint_every` steps `on_checkpoint(cursor)` receives the batch
+    position, the running sums and the RNG states; passing that cursor back as `resume` continues the
+    epoch exactly where it stopped (same batches, same noise, same statistics).
+    """
+    net = net if net is not None else model
+    rank, world = distributed.info().rank, distributed.info().world_size
     model.train()
-    torch.manual_seed(seed * 1000003 + epoch)
-    gen = torch.Generator().manual_seed(seed * 7919 + epoch)
-    batches = batch_indices(len(split), batch_size, shuffle=True, seed=seed, epoch=epoch, drop_last=True)
+    torch.manual_seed(seed * 1000003 + epoch + 7919 * rank)
+    gen = torch.Generator().manual_seed(seed * 7919 + epoch + 104729 * rank)
+    batches = batch_indices(len(split), batch_size * world, shuffle=True, seed=seed, epoch=epoch, drop_last=True)
+    batches = [b[rank * batch_size:(rank + 1) * batch_size] for b in batches]
     if max_steps is not None:
         batches = batches[:max_steps]
     pruning = model.gating and usage_weight > 0 and len(model.pruned_layers) > 0
     sums = dict(loss=0.0, ce=0.0, ul=0.0, correct=0, n=0, un=0.0, ud=0.0)
-    step = step0
-    bar = progress(batches, desc=desc)
-    for idx in bar:
+    start = 0
+    if resume is not None:
+        start, sums = resume["batch"], dict(resume["sums"])
+        torch.set_rng_state(resume["torch_rng"])
+        gen.set_state(resume["gen_rng"])
+        if "cuda_rng" in resume and torch.cuda.is_available():
+            torch.cuda.set_rng_state(resume["cuda_rng"])
+    step = step0 + start
+    bar = progress(batches[start:], desc=desc)
+    for pos, idx in enumerate(bar, start=start):
         factor = lr_factor(step, total_steps, warmup_steps)
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * factor
-        model.noise_scale = 1.0 + (noise_final - 1.0) * min(1.0, step / max(1, total_steps - 1))
+        model.noise_scale = noise_initial + (noise_final - noise_initial) * min(1.0, step / max(1, total_steps - 1))
         x = transform(split.images[idx], gen).to(device, non_blocking=True)
         y = split.labels[idx].to(device, non_blocking=True)
-        out = model(x)
+        out = net(x)
         ce = F.cross_entropy(out.logits, y, label_smoothing=label_smoothing)
         loss = ce
         layers = model.pruned_layers
@@ -134,9 +163,14 @@ def train_epoch(model: AdaViT, split: ImageSplit, transform: BatchTransform, opt
         bar.set_postfix(loss=f"{loss.item():.3f}", usage=f"{out.masks[:, layers].mean().item():.2f}" if layers else "-")
         if on_step is not None:
             on_step(step)
+        if checkpoint_every and on_checkpoint is not None and (pos + 1) % checkpoint_every == 0 and pos + 1 < len(batches):
+            cursor = {"batch": pos + 1, "sums": dict(sums), "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state()}
+            if torch.cuda.is_available() and device.type == "cuda":
+                cursor["cuda_rng"] = torch.cuda.get_rng_state()
+            on_checkpoint(cursor)
     n = max(1, sums["n"])
     return EpochStats(loss=sums["loss"] / n, ce=sums["ce"] / n, usage_loss=sums["ul"] / n, accuracy=sums["correct"] / n,
-                      usage_noisy=sums["un"] / n, usage_deterministic=sums["ud"] / n, steps=step - step0)
+                      usage_noisy=sums["un"] / n, usage_deterministic=sums["ud"] / n, steps=len(batches))
 
 
 @dataclass

@@ -6,6 +6,7 @@ JSON + safetensors only (no pickles).
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import subprocess
@@ -28,9 +29,12 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
     try:
         write(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise HeadsteerError(f"disk full while writing {path}; nothing was half-written (the previous "
+                                 "version, if any, is intact): free space and run the same command again") from None
         raise
 
 
@@ -89,9 +93,11 @@ def git_sha() -> str:
 
 
 def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict) -> None:
-    """Write model weights, optimizer state and a JSON-able `state` dict to one file, atomically."""
+                    state: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
+    """Write model weights, optimizer state, a JSON-able `state` dict and `extra` tensors (RNG states)
+    to one file, atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    tensors.update({f"extra.{k}": v for k, v in (extra or {}).items()})
     meta: dict[str, Any] = {"state": state}
     if optimizer is not None:
         osd = optimizer.state_dict()
@@ -109,6 +115,11 @@ def checkpoint_state(path: str | Path) -> dict:
             return json.loads(f.metadata()["headsteer"])["state"]
     except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
         raise HeadsteerError(f"checkpoint {path} is unreadable ({exc}); delete it to start the stage over") from None
+
+
+def checkpoint_extra(path: str | Path) -> dict[str, torch.Tensor]:
+    """The `extra` tensors stored by `save_checkpoint`."""
+    return {k[len("extra."):]: v for k, v in read_tensors(path).items() if k.startswith("extra.")}
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:

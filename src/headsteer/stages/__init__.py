@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import importlib
 import time
+from pathlib import Path
 
 import torch
 
+from headsteer import distributed
 from headsteer.config import RunConfig
 from headsteer.stages.common import STAGES, is_done, mark_done, prepare
 
@@ -22,18 +24,30 @@ def available() -> list[str]:
     return out
 
 
+DISTRIBUTED_STAGES = ("prune", "extract")
+"""Stages every torchrun process takes part in; the others run on rank 0 while the rest wait."""
+
+
 def run_stage(cfg: RunConfig, name: str, force: bool = False, skip_done: bool = True) -> bool:
     """Run one stage unless it is finished with the same config; True when it ran."""
     if cfg.threads is not None:
         torch.set_num_threads(cfg.threads)
+    dist = distributed.info()
     if skip_done and not force and is_done(cfg, name):
-        print(f"[{name}] already done in {cfg.out}/{name} with this config; skipping")
+        if dist.is_main:
+            print(f"[{name}] already done in {cfg.out}/{name} with this config; skipping")
         return False
-    folder = prepare(cfg, name, force)
-    (folder / "done.json").unlink(missing_ok=True)
+    folder = Path(cfg.out) / name
+    if dist.is_main:
+        folder = prepare(cfg, name, force)
+        (folder / "done.json").unlink(missing_ok=True)
+    distributed.barrier()
     started = time.time()
-    importlib.import_module(f"headsteer.stages.{name}").run(cfg, folder)
-    mark_done(folder, time.time() - started)
+    if dist.is_main or name in DISTRIBUTED_STAGES:
+        importlib.import_module(f"headsteer.stages.{name}").run(cfg, folder)
+    distributed.barrier()
+    if dist.is_main:
+        mark_done(folder, time.time() - started)
     return True
 
 

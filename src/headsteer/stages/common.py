@@ -27,8 +27,13 @@ SECTIONS = {
 
 
 def stage_config(cfg: RunConfig, stage: str) -> dict:
+    """The config sections `stage` depends on, plus the number of training processes (under torchrun
+    the global batch is batch_size x world_size, so it changes the result)."""
+    from headsteer import distributed
     full = asdict(cfg)
-    return {key: full[key] for key in SECTIONS[stage] if key in full}
+    out = {key: full[key] for key in SECTIONS[stage] if key in full}
+    out["world_size"] = distributed.info().world_size
+    return out
 
 
 def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from headsteer import distributed
 from headsteer.config import RunConfig
 from headsteer.data import ImageSplit, load_dataset
 from headsteer.engine import progress, resolve_device
@@ -34,8 +35,9 @@ def extract_split(model: AdaViT, split: ImageSplit, transform, layer: int, folde
     folder.mkdir(parents=True, exist_ok=True)
     n = len(split)
     n_chunks = math.ceil(n / chunk_size)
-    bar = progress(range(n_chunks), desc=desc)
-    for c in bar:
+    dist = distributed.info()
+    mine = [c for c in range(n_chunks) if c % dist.world_size == dist.rank]  # torchrun: chunks shared out by rank
+    for c in progress(mine, desc=desc):
         path = folder / f"chunk_{c:05d}.safetensors"
         if path.is_file():
             continue  # finished before an interruption
@@ -51,7 +53,9 @@ def extract_split(model: AdaViT, split: ImageSplit, transform, layer: int, folde
         tensors["labels"] = split.labels[lo:hi].clone()
         write_tensors(path, tensors)
     index = {"rows": n, "chunks": n_chunks, "chunk_size": chunk_size, "layer": layer, "d": model.embed_dim}
-    write_json(folder / "index.json", index)
+    distributed.barrier()  # every rank's chunks are on disk; chunk names keep the global order
+    if dist.is_main:
+        write_json(folder / "index.json", index)
     return index
 
 
@@ -65,6 +69,8 @@ def run(cfg: RunConfig, folder: Path) -> dict:
         index = extract_split(model, split, test_tf, layer, folder / name, cfg.extract.chunk_size,
                               cfg.extract.batch_size, device, desc=f"extract {name}")
         metrics[f"{name}_rows"] = index["rows"]
+    if not distributed.info().is_main:
+        return metrics
     write_json(folder / "metrics.json", metrics)
     print(f"[extract] layer {layer} CLS tokens: {metrics['train_rows']} train, {metrics['test_rows']} test rows "
           f"(d={model.embed_dim}) -> {folder}")

@@ -15,6 +15,7 @@ import torch
 from headsteer.config import RunConfig
 from headsteer.data import iterate
 from headsteer.engine import progress, resolve_device, summarize
+from headsteer.errors import HeadsteerError
 from headsteer.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json
 from headsteer.model import AdaViT
 from headsteer.sae.topk import TopKSAE
@@ -45,8 +46,11 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     x_train = train["cls"]  # (N, d)
     d_in = x_train.shape[1]
     d_sae = c.d_sae or c.expansion * d_in
+    if c.k > d_sae:
+        raise HeadsteerError(f"sae.k={c.k} is larger than d_sae={d_sae} (= sae.expansion {c.expansion} x d_in {d_in}); "
+                             "lower sae.k or raise sae.expansion / sae.d_sae")
     torch.manual_seed(cfg.seed)
-    sae = TopKSAE(d_in, d_sae, min(c.k, d_sae), hook_name=extract_meta["hook_name"], model_name=cfg.model.arch).to(device)
+    sae = TopKSAE(d_in, d_sae, c.k, hook_name=extract_meta["hook_name"], model_name=cfg.model.arch).to(device)
     steps_per_epoch = math.ceil(x_train.shape[0] / c.batch_size)
     trainer = SAETrainer(sae, c, total_steps=c.epochs * steps_per_epoch)
     ckpt = folder / "checkpoint.safetensors"
