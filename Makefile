@@ -32,6 +32,7 @@ test: install
 
 bench: install
 	$(PY) bench/run_all.py
+	$(PY) bench/to_markdown.py
 
 clean:
 	rm -rf runs/smoke runs/test-*

@@ -9,7 +9,7 @@ from __future__ import annotations
 import timm
 import torch
 
-from common import GEOMETRIES, autocast, build, parser, save, table, time_fn
+from common import GEOMETRIES, autocast, build, parser, save, table, time_interleaved
 from headsteer.model.macs import count_macs
 
 USAGES = (1.0, 0.7, 0.5, 0.33)
@@ -36,29 +36,36 @@ def main() -> None:
         g = {k: v for k, v in GEOMETRIES[geo].items() if k not in ("arch", "in_chans", "num_classes")}
         ref = timm.create_model(GEOMETRIES[geo]["arch"], num_classes=nc, in_chans=in_chans, **g).to(dev).eval()
         for B in (1, 64):
-            iters = 3 if args.quick else (args.iters if not (geo == "vit_s16_224" and B == 64) else max(3, args.iters // 2))
+            # enough rounds for a stable median: the demo model takes ~30 ms a batch, ViT-S/64 ~4 s
+            iters = 3 if args.quick else {"demo": 6 * args.iters}.get(geo, 2 * args.iters if B == 1 else args.iters - 1)
             x = torch.randn(B, in_chans, img, img, device=dev)
+            masks = {u: forced_masks(B, model.depth, model.num_heads, u).to(dev) for u in USAGES}
+
+            def ours(u, skip):
+                def fn():
+                    model.skip_pruned_heads = skip
+                    return model(x, fixed_masks=masks[u])
+                return fn
+
+            fns = {("timm dense", 1.0): lambda: ref(x)}
+            for u in USAGES:
+                fns[("masked dense", u)] = ours(u, False)
+                fns[("skip", u)] = ours(u, True)
             with torch.inference_mode(), autocast(dev):
-                t_ref = time_fn(lambda: ref(x), dev, args.warmup, iters)["median_s"]
-                rows.append(dict(model=geo, batch=B, variant="timm dense", usage=1.0, img_s=round(B / t_ref, 1),
-                                 time_ratio=1.0, mac_ratio=1.0, realised_over_theory=""))
-                for usage in USAGES:
-                    masks = forced_masks(B, model.depth, model.num_heads, usage).to(dev)
-                    mac_ratio = count_macs(model, masks.cpu()).ratio
-                    for skip in (False, True):
-                        model.skip_pruned_heads = skip
-                        t = time_fn(lambda: model(x, fixed_masks=masks), dev, args.warmup, iters)["median_s"]
-                        theory = 1 - mac_ratio
-                        realised = 1 - t / t_ref
-                        rows.append(dict(model=geo, batch=B, variant="skip" if skip else "masked dense",
-                                         usage=round(masks.mean().item(), 3), img_s=round(B / t, 1),
-                                         time_ratio=round(t / t_ref, 3), mac_ratio=round(mac_ratio, 3),
-                                         realised_over_theory=round(realised / theory, 2) if theory > 0.01 else ""))
-                    model.skip_pruned_heads = False
-                table([r for r in rows if r["model"] == geo and r["batch"] == B],
-                      ["model", "batch", "variant", "usage", "img_s", "time_ratio", "mac_ratio", "realised_over_theory"])
+                t = time_interleaved(fns, dev, 1 if geo == "vit_s16_224" and B == 64 else args.warmup, iters)
+            model.skip_pruned_heads = False
+            t_ref = t[("timm dense", 1.0)]
+            for (variant, u), secs in t.items():
+                mac_ratio = 1.0 if variant == "timm dense" else count_macs(model, masks[u].cpu()).ratio
+                theory, realised = 1 - mac_ratio, 1 - secs / t_ref
+                rows.append(dict(model=geo, batch=B, variant=variant,
+                                 usage=1.0 if variant == "timm dense" else round(masks[u].mean().item(), 3),
+                                 img_s=round(B / secs, 1), time_ratio=round(secs / t_ref, 3), mac_ratio=round(mac_ratio, 3),
+                                 realised_over_theory=round(realised / theory, 2) if theory > 0.01 else ""))
+            table([r for r in rows if r["model"] == geo and r["batch"] == B],
+                  ["model", "batch", "variant", "usage", "img_s", "time_ratio", "mac_ratio", "realised_over_theory"])
     save("inference", dev, {"rows": rows, "note": "time_ratio and mac_ratio are relative to timm's dense model; "
-                                                  "realised_over_theory = (1 - time_ratio) / (1 - mac_ratio)"})
+                                                  "realised_over_theory = (1 - time_ratio) / (1 - mac_ratio); variants timed round-robin"})
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import timm
 import torch
 import torch.nn.functional as F
 
-from common import GEOMETRIES, autocast, build, parser, save, table, time_fn
+from common import GEOMETRIES, autocast, build, parser, save, table, time_interleaved
 
 BATCH = {"demo": 128, "vit_s16_224": 16}
 
@@ -23,13 +23,13 @@ def main() -> None:
         B = BATCH[geo]
         x = torch.randn(B, in_chans, img, img, device=dev)
         y = torch.randint(0, nc, (B,), device=dev)
-        iters = 3 if args.quick else args.iters
-        results = {}
+        iters = 3 if args.quick else (4 * args.iters if geo == "demo" else args.iters)
+        steps = {}
         for name, net in (("timm dense", ref), ("gated + decision nets", model)):
             net.train()
             opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
-            def step():
+            def step(net=net, opt=opt):
                 with autocast(dev):
                     out = net(x)
                     logits = out if torch.is_tensor(out) else out.logits
@@ -40,7 +40,8 @@ def main() -> None:
                 loss.backward()
                 opt.step()
 
-            results[name] = time_fn(step, dev, args.warmup, iters)["median_s"]
+            steps[name] = step
+        results = time_interleaved(steps, dev, args.warmup, iters)
         base = results["timm dense"]
         for name, t in results.items():
             rows.append(dict(model=geo, batch=B, variant=name, step_ms=round(1000 * t, 1), img_s=round(B / t, 1),

@@ -67,6 +67,25 @@ def time_fn(fn, device: str, warmup: int, iters: int) -> dict:
     return {"median_s": statistics.median(times), "min_s": min(times), "iters": iters}
 
 
+def time_interleaved(fns: dict, device: str, warmup: int, iters: int) -> dict:
+    """Median seconds per call of each function, timed round-robin (one call of each per round).
+
+    The CPU machines here drift by up to 20 % in speed over minutes; interleaving makes the drift hit
+    every variant alike, so ratios against the baseline stay meaningful."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    sync(device)
+    times: dict = {name: [] for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            sync(device)
+            times[name].append(time.perf_counter() - t0)
+    return {name: statistics.median(ts) for name, ts in times.items()}
+
+
 def machine(device: str) -> dict:
     info = {"device": device, "torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "platform": platform.platform(), "git_sha": git_sha(),

@@ -59,3 +59,14 @@ def test_rerun_skips_finished_stages(pipeline, capsys):
     run_all(pipeline)
     out = capsys.readouterr().out
     assert out.count("already done") == 5
+
+
+def test_cli_run_ends_with_report_path_and_summary(pipeline, capsys):
+    from conftest import ROOT
+    from headsteer.cli import main
+    rc = main(["run", str(ROOT / "configs/smoke.yaml"), f"data.root={pipeline.data.root}", f"out={pipeline.out}",
+               "prune.dense_epochs=2", "prune.joint_epochs=2"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "already done" in out
+    tail = out[out.index("Report: "):].strip().splitlines()
+    assert tail[0].endswith("report/report.html") and len(tail) == 6 and all(ln.startswith("  - ") for ln in tail[1:])

@@ -29,6 +29,17 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _print_summary(out: str) -> None:
+    """Where the report is, and its first five findings (also when every stage was skipped)."""
+    from pathlib import Path
+    md = Path(out) / "report" / "results.md"
+    if not md.is_file():
+        return
+    print(f"\nReport: {(Path(out) / 'report' / 'report.html').resolve()}")
+    for line in [ln for ln in md.read_text().splitlines() if ln.startswith("- ")][:5]:
+        print(f"  {line}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)  # the rest: dotted overrides, anywhere on the line
@@ -46,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         distributed.init_from_env(cfg.device)
         if args.command == "run":
             run_all(cfg, force=args.force)
+            if distributed.info().is_main:
+                _print_summary(cfg.out)
         else:
             if args.command not in available():
                 raise HeadsteerError(f"stage '{args.command}' is not implemented yet; available: {', '.join(available())}")

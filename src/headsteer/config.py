@@ -73,6 +73,9 @@ class ModelConfig:
     """Initial bias of the head logits (3.0 = every head kept with probability 0.95 at start)."""
     tau: float = 5.0
     """Gumbel-Sigmoid temperature (AdaViT: 5); only scales the straight-through gradient."""
+    skip_pruned_heads: bool = False
+    """Inference (eval mode) does no qkv / attention / proj work for dropped heads. Pays off for
+    ViT-S-sized models (see README "Performance"); on tiny models the per-head loop costs more."""
 
     def __post_init__(self) -> None:
         if self.tau <= 0:

@@ -77,7 +77,9 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
         if not -depth <= i < depth:
             raise HeadsteerError(f"model.pruned_layers contains {i}, but the model has {depth} blocks "
                                  f"(valid: 0..{depth - 1} or negative from the end)")
-    return AdaViT(vit, layers, cfg.decision_hidden, cfg.decision_norm, cfg.decision_init_bias, cfg.tau)
+    model = AdaViT(vit, layers, cfg.decision_hidden, cfg.decision_norm, cfg.decision_init_bias, cfg.tau)
+    model.skip_pruned_heads = cfg.skip_pruned_heads
+    return model
 
 
 def normalization(model: AdaViT, cfg: ModelConfig, dataset_mean: tuple, dataset_std: tuple) -> tuple[tuple, tuple]:
