@@ -110,3 +110,10 @@ def test_sae_of_other_width_is_refused_by_steer(pipeline, tmp_path, capsys):
     line = _one_line_error(capsys, ["steer", SMOKE, f"data.root={pipeline.data.root}", f"out={tmp_path}",
                                     "prune.dense_epochs=2", "prune.joint_epochs=2"])
     assert "has d_in=32 but the model's residual width is 48" in line
+
+
+def test_temp_file_of_a_killed_writer_is_cleaned_up(tmp_path):
+    stale = tmp_path / ".weights.safetensors.abc123.tmp"
+    stale.write_bytes(b"half a file")
+    write_tensors(tmp_path / "weights.safetensors", {"w": torch.ones(2)})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]
