@@ -63,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.command not in available():
                 raise HeadsteerError(f"stage '{args.command}' is not implemented yet; available: {', '.join(available())}")
             run_stage(cfg, args.command, force=args.force, skip_done=False)
+            if args.command == "report" and distributed.info().is_main:
+                _print_summary(cfg.out)
         distributed.shutdown()
         return 0
     except HeadsteerError as exc:

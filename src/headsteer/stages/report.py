@@ -55,7 +55,6 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     st = results["steering"]
     base = steer["baseline"]
     classes = results["classes"]
-    a_max = max(st["alphas"])
     figures = [
         ("The pruned model", fig.pruning_overview(prune["pruned"]["keep_rate_per_head"], prune["pruned"]["head_usage_per_layer"],
                                                  prune["target_usage"], folder / "fig_pruning.png"),
@@ -84,7 +83,5 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     write_json(folder / "results.json", results)
     write_markdown(folder / "results.md", results, steer, lines, command)
     write_html(folder / "report.html", results, steer, lines, figures, cards, meta)
-    print(f"[report] {folder / 'report.html'} (alpha up to {a_max})")
-    for line in lines[:5]:
-        print(f"  - {line}")
+    print(f"[report] {folder / 'report.html'}")
     return results
