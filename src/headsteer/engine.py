@@ -94,7 +94,7 @@ def train_epoch(model: AdaViT, split: ImageSplit, transform: BatchTransform, opt
                 label_smoothing: float, device: torch.device, target_usage: float = 1.0, usage_weight: float = 0.0,
                 usage_kind: str = "per_layer", usage_on: str = "deterministic", noise_initial: float = 1.0,
                 noise_final: float = 1.0, max_steps: Optional[int] = None, desc: str = "train",
-                on_step: Optional[Callable[[int], None]] = None, net: Optional[torch.nn.Module] = None,
+                net: Optional[torch.nn.Module] = None,
                 resume: Optional[dict] = None, checkpoint_every: int = 0,
                 on_checkpoint: Optional[Callable[[dict], None]] = None) -> EpochStats:
     """One epoch. Every random draw (order, augmentation, Gumbel noise, drop-path) is seeded from
@@ -161,8 +161,6 @@ def train_epoch(model: AdaViT, split: ImageSplit, transform: BatchTransform, opt
             sums["un"] += out.masks[:, layers].detach().mean().item() * b
             sums["ud"] += out.decision_masks[:, layers].detach().mean().item() * b
         bar.set_postfix(loss=f"{loss.item():.3f}", usage=f"{out.masks[:, layers].mean().item():.2f}" if layers else "-")
-        if on_step is not None:
-            on_step(step)
         if checkpoint_every and on_checkpoint is not None and (pos + 1) % checkpoint_every == 0 and pos + 1 < len(batches):
             cursor = {"batch": pos + 1, "sums": dict(sums), "torch_rng": torch.get_rng_state(), "gen_rng": gen.get_state()}
             if torch.cuda.is_available() and device.type == "cuda":

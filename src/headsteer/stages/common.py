@@ -11,6 +11,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+from headsteer import distributed
 from headsteer.config import RunConfig
 from headsteer.errors import HeadsteerError
 from headsteer.io import git_sha, read_json, write_json
@@ -29,7 +30,6 @@ SECTIONS = {
 def stage_config(cfg: RunConfig, stage: str) -> dict:
     """The config sections `stage` depends on, plus the number of training processes (under torchrun
     the global batch is batch_size x world_size, so it changes the result)."""
-    from headsteer import distributed
     full = asdict(cfg)
     out = {key: full[key] for key in SECTIONS[stage] if key in full}
     out["world_size"] = distributed.info().world_size
