@@ -28,14 +28,17 @@ def forced_masks(B: int, L: int, H: int, usage: float, seed: int = 0) -> torch.T
 
 
 def main() -> None:
-    args = parser(__doc__).parse_args()
+    p = parser(__doc__)
+    p.add_argument("--models", nargs="+", default=list(GEOMETRIES), choices=list(GEOMETRIES))
+    p.add_argument("--batches", nargs="+", type=int, default=[1, 64])
+    args = p.parse_args()
     dev = args.device
     rows = []
-    for geo in GEOMETRIES:
+    for geo in args.models:
         model, in_chans, img, nc = build(geo, dev)
         g = {k: v for k, v in GEOMETRIES[geo].items() if k not in ("arch", "in_chans", "num_classes")}
         ref = timm.create_model(GEOMETRIES[geo]["arch"], num_classes=nc, in_chans=in_chans, **g).to(dev).eval()
-        for B in (1, 64):
+        for B in args.batches:
             # enough rounds for a stable median: the demo model takes ~30 ms a batch, ViT-S/64 ~4 s
             iters = 3 if args.quick else {"demo": 6 * args.iters}.get(geo, 2 * args.iters if B == 1 else args.iters - 1)
             x = torch.randn(B, in_chans, img, img, device=dev)
@@ -64,7 +67,9 @@ def main() -> None:
                                  realised_over_theory=round(realised / theory, 2) if theory > 0.01 else ""))
             table([r for r in rows if r["model"] == geo and r["batch"] == B],
                   ["model", "batch", "variant", "usage", "img_s", "time_ratio", "mac_ratio", "realised_over_theory"])
-    save("inference", dev, {"rows": rows, "note": "time_ratio and mac_ratio are relative to timm's dense model; "
+    subset = args.models != list(GEOMETRIES) or args.batches != [1, 64]
+    name = "inference" + (f"_{'_'.join(args.models)}_b{'_'.join(map(str, args.batches))}_x{args.iters}" if subset else "")
+    save(name, dev, {"rows": rows, "note": "time_ratio and mac_ratio are relative to timm's dense model; "
                                                   "realised_over_theory = (1 - time_ratio) / (1 - mac_ratio); variants timed round-robin"})
 
 
