@@ -57,14 +57,12 @@ def main(argv: list[str] | None = None) -> int:
         distributed.init_from_env(cfg.device)
         if args.command == "run":
             run_all(cfg, force=args.force)
-            if distributed.info().is_main:
-                _print_summary(cfg.out)
         else:
             if args.command not in available():
                 raise HeadsteerError(f"stage '{args.command}' is not implemented yet; available: {', '.join(available())}")
             run_stage(cfg, args.command, force=args.force, skip_done=False)
-            if args.command == "report" and distributed.info().is_main:
-                _print_summary(cfg.out)
+        if args.command in ("run", "report") and distributed.info().is_main:
+            _print_summary(cfg.out)
         distributed.shutdown()
         return 0
     except HeadsteerError as exc:

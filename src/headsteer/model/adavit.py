@@ -151,7 +151,8 @@ class AdaViT(nn.Module):
             if i in capture:
                 captured[i] = x
             if fixed_masks is not None:
-                mask, a, det = fixed_masks[:, i].to(x.dtype), inf, fixed_masks[:, i].to(x.dtype)
+                mask = det = fixed_masks[:, i].to(x.dtype)
+                a = inf
             elif self.gating and i in self.pruned_layers:
                 mask, a, det, x = self.head_mask(i, x)
             else:

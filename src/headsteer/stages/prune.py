@@ -61,6 +61,7 @@ def run(cfg: RunConfig, folder: Path) -> dict:
         state = checkpoint_state(ckpt)
         print(f"[prune] resuming from {ckpt}: phase {state['phase']}, epoch {state['epoch']}")
     started = time.time() - state["seconds"]
+    finished_before = state["phase"] == "done"  # killed after training, before the final files
     main = distributed.info().is_main
     world = distributed.info().world_size
     steps_per_epoch = len(batch_indices(len(ds.train), p.batch_size * world, shuffle=False, drop_last=True))
@@ -123,7 +124,7 @@ def run(cfg: RunConfig, folder: Path) -> dict:
             save_checkpoint(ckpt, model, None, state)
         distributed.barrier()
 
-    if state["phase"] == "done":
+    if finished_before:  # the phase loop loaded nothing: take the trained weights from the checkpoint
         load_checkpoint(ckpt, model, None)
     identical = distributed.ranks_identical(model)  # collective: every rank takes part
     if not main:
