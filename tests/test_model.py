@@ -190,6 +190,39 @@ def test_skipping_path_equals_masked_dense_path_including_empty_and_full_heads()
     assert torch.equal(dense.masks, skipped.masks)
 
 
+def _one_pattern(B, pattern):
+    return torch.tensor(pattern, dtype=torch.float32).expand(B, -1).clone()
+
+
+@pytest.mark.parametrize("case", ["mixed", "one_partial_pattern", "all_kept", "all_dropped", "batch_of_one",
+                                  "some_samples_keep_nothing", "qk_norm_no_bias"])
+def test_skipping_attention_equals_masked_attention(case):
+    """Layer-level check of the pattern-grouped path against a naive reference: the masked dense path."""
+    from headsteer.model.gated_attention import GatedAttention
+    torch.manual_seed(3)
+    plain = case != "qk_norm_no_bias"
+    attn = GatedAttention(48, num_heads=6, qkv_bias=plain, proj_bias=plain, qk_norm=not plain,
+                          norm_layer=torch.nn.LayerNorm).eval()
+    B = 1 if case == "batch_of_one" else 10
+    x = torch.randn(B, 17, 48)
+    mask = {
+        "mixed": (torch.rand(B, 6) < 0.6).float(),
+        "one_partial_pattern": _one_pattern(B, [1, 0, 1, 1, 0, 0]),
+        "all_kept": torch.ones(B, 6),
+        "all_dropped": torch.zeros(B, 6),
+        "batch_of_one": _one_pattern(1, [0, 1, 0, 0, 1, 1]),
+        "some_samples_keep_nothing": torch.cat([torch.zeros(4, 6), (torch.rand(6, 6) < 0.5).float()]),
+        "qk_norm_no_bias": (torch.rand(B, 6) < 0.5).float(),
+    }[case]
+    with torch.no_grad():
+        ref = attn(x, head_mask=mask)
+        out = attn(x, head_mask=mask, skip=True)
+    assert out.shape == ref.shape == (B, 17, 48)
+    assert (out - ref).abs().max().item() < 1e-5
+    if case == "all_dropped":  # only proj's bias is left
+        assert torch.allclose(out, attn.proj.bias.expand_as(out))
+
+
 def test_skipping_path_only_in_eval_mode():
     model = small_model().train()
     model.skip_pruned_heads = True
