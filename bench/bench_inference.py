@@ -1,7 +1,9 @@
 """Inference img/s: timm's unmodified ViT vs our model with head usage forced to 1.0 / 0.7 / 0.5 / 0.33,
 masked-dense path vs skipping path, batch 1 and 64, demo model and ViT-S/16 at 224 px (random weights).
 
-Reports realised time reduction / theoretical MAC reduction against timm's dense model.
+Reports realised time reduction / theoretical MAC reduction against timm's dense model. The
+"decision nets" row runs the decision networks for real (random init keeps every head): the full
+cost of gating at inference, decision MACs included.
     python bench/bench_inference.py [--device cuda] [--quick]
 """
 from __future__ import annotations
@@ -50,7 +52,13 @@ def main() -> None:
                     return model(x, fixed_masks=masks[u])
                 return fn
 
-            fns = {("timm dense", 1.0): lambda: ref(x)}
+            def decided():
+                model.skip_pruned_heads = False
+                return model(x)  # the decision networks choose (random init: bias 3 keeps every head)
+
+            with torch.inference_mode():
+                masks["decided"] = decided().masks
+            fns = {("timm dense", 1.0): lambda: ref(x), ("decision nets", "decided"): decided}
             for u in USAGES:
                 fns[("masked dense", u)] = ours(u, False)
                 fns[("skip", u)] = ours(u, True)
@@ -70,7 +78,7 @@ def main() -> None:
     subset = args.models != list(GEOMETRIES) or args.batches != [1, 64]
     name = "inference" + (f"_{'_'.join(args.models)}_b{'_'.join(map(str, args.batches))}_x{args.iters}" if subset else "")
     save(name, dev, {"rows": rows, "note": "time_ratio and mac_ratio are relative to timm's dense model; "
-                                                  "realised_over_theory = (1 - time_ratio) / (1 - mac_ratio); variants timed round-robin"})
+                                                  "realised_over_theory = (1 - time_ratio) / (1 - mac_ratio); variants timed round-robin"}, args.quick)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ def main() -> None:
             t = time_fn(lambda: model(x, capture=(model.depth - 1,)), dev, 1, iters)["median_s"]
         rows.append(dict(what=f"extract CLS ({geo})", batch=B, per_s=round(B / t, 1), unit="img/s"))
     table(rows, ["what", "batch", "per_s", "unit"])
-    save("sae_extract", dev, {"rows": rows})
+    save("sae_extract", dev, {"rows": rows}, args.quick)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def main() -> None:
             rows.append(dict(layer=layer, tail=type(tail).__name__, images=N, full_ms=round(1000 * t_full, 1),
                              cached_ms=round(1000 * t_cached, 2), speedup=round(t_full / t_cached, 1)))
     table(rows, ["layer", "tail", "images", "full_ms", "cached_ms", "speedup"])
-    save("sweep", dev, {"rows": rows, "model": "vit_small_patch16_224 (12 layers), 224 px, SAE 384->3072 k=64"})
+    save("sweep", dev, {"rows": rows, "model": "vit_small_patch16_224 (12 layers), 224 px, SAE 384->3072 k=64"}, args.quick)
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def main() -> None:
             rows.append(dict(model=geo, batch=B, variant=name, step_ms=round(1000 * t, 1), img_s=round(B / t, 1),
                              overhead_pct=round(100 * (t / base - 1), 1)))
     table(rows, ["model", "batch", "variant", "step_ms", "img_s", "overhead_pct"])
-    save("train_step", dev, {"rows": rows})
+    save("train_step", dev, {"rows": rows}, args.quick)
 
 
 if __name__ == "__main__":

@@ -95,7 +95,11 @@ def machine(device: str) -> dict:
     return info
 
 
-def save(name: str, device: str, payload: dict) -> Path:
+def save(name: str, device: str, payload: dict, quick: bool = False) -> Path | None:
+    """Write bench/results/<name>_<cpu|gpu>.json; a --quick smoke run is too noisy to keep."""
+    if quick:
+        print("--quick run: results not saved")
+        return None
     path = RESULTS / f"{name}_{'gpu' if device.startswith('cuda') else 'cpu'}.json"
     write_json(path, {"machine": machine(device), **payload})
     print(f"wrote {path}")

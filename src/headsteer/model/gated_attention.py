@@ -88,8 +88,11 @@ class GatedAttention(Attention):
                 attn = attn + attn_mask
             attn = self.attn_drop(attn.softmax(dim=-1))
             x = attn @ v  # (B, H, N, D)
+        x = x.transpose(1, 2)  # (B, N, H, D), a strided view
         if head_mask is not None:
-            x = x * head_mask.to(x.dtype)[:, :, None, None]  # Eq. 1: h_i = M_i * Attn_i
-        x = x.transpose(1, 2).reshape(B, N, self.attn_dim)
+            # Eq. 1: h_i = M_i * Attn_i. Multiplying in this layout writes the contiguous (B, N, H, D)
+            # tensor that timm's reshape would have copied anyway, so the mask costs no extra pass.
+            x = x * head_mask.to(x.dtype)[:, None, :, None]
+        x = x.reshape(B, N, self.attn_dim)
         x = self.norm(x)
         return self.proj_drop(self.proj(x))
