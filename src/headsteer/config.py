@@ -74,8 +74,9 @@ class ModelConfig:
     tau: float = 5.0
     """Gumbel-Sigmoid temperature (AdaViT: 5); only scales the straight-through gradient."""
     skip_pruned_heads: bool = False
-    """Inference (eval mode) does no qkv / attention / proj work for dropped heads. Pays off for
-    ViT-S-sized models (see README "Performance"); on tiny models the per-head loop costs more."""
+    """Inference (eval mode) does no qkv / attention / proj work for dropped heads, running samples
+    grouped by head pattern. Pays off for ViT-S-sized models (see README "Performance"); on tiny
+    models (the demo's 17 tokens) the per-group calls cost more than they save."""
 
     def __post_init__(self) -> None:
         if self.tau <= 0:
