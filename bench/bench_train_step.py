@@ -1,4 +1,5 @@
-"""Training step time: timm's dense ViT vs our gated model with decision networks (gating overhead).
+"""Training step time: timm's dense ViT vs our gated model with decision networks (gating overhead),
+with two partial variants that show where the overhead sits.
     python bench/bench_train_step.py [--device cuda] [--quick]
 """
 from __future__ import annotations
@@ -24,18 +25,28 @@ def main() -> None:
         x = torch.randn(B, in_chans, img, img, device=dev)
         y = torch.randint(0, nc, (B,), device=dev)
         iters = 3 if args.quick else (12 * args.iters if geo == "demo" else args.iters)  # demo step ~0.2 s
+        ones = torch.ones(B, model.depth, model.num_heads, device=dev, requires_grad=True)
+        # where the overhead sits: our wrapper alone (gating off), the mask and its gradient alone
+        # (fixed all-ones masks that require grad, no decision nets), then everything
+        variants = {"timm dense": (ref, None), "ours, gating off": (model, "off"),
+                    "ours, masks only": (model, "fixed"), "gated + decision nets": (model, "full")}
         steps = {}
-        for name, net in (("timm dense", ref), ("gated + decision nets", model)):
+        for name, (net, mode) in variants.items():
             net.train()
             opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
 
-            def step(net=net, opt=opt):
+            def step(net=net, opt=opt, mode=mode):
                 with autocast(dev):
-                    out = net(x)
-                    logits = out if torch.is_tensor(out) else out.logits
-                    loss = F.cross_entropy(logits, y)
-                    if not torch.is_tensor(out):
-                        loss = loss + 2.0 * (out.decision_masks.mean() - 0.7).abs()
+                    if mode is None:
+                        loss = F.cross_entropy(net(x), y)
+                    else:
+                        net.gating = mode != "off"
+                        out = net(x, fixed_masks=ones if mode == "fixed" else None)
+                        loss = F.cross_entropy(out.logits, y)
+                        if mode == "fixed":
+                            loss = loss + out.masks.mean()
+                        elif mode == "full":
+                            loss = loss + 2.0 * (out.decision_masks.mean() - 0.7).abs()
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
