@@ -23,7 +23,7 @@ class GatedAttention(Attention):
         Samples are grouped by their head pattern (the set of heads they keep). Per group: gather the
         group's samples once, project them with the kept heads' rows of `qkv`, attend over those
         heads, project with the matching columns of `proj`, and write the rows back. Chosen by
-        measurement over per-head gathering (bench/README "Performance"): each sample is copied once
+        measurement over per-head gathering (README "Performance", bench/bench_skip_methods.py): each sample is copied once
         per layer instead of once per kept head, and the matmuls stay wide. Equal to the masked dense
         path up to float summation order. x: (B, N, C); head_mask: (B, H) of 0/1.
         """
@@ -55,8 +55,8 @@ class GatedAttention(Attention):
             pieces.append((idx, F.linear(o, Wp, self.proj.bias)))  # (b, N, C_out)
         if len(pieces) == 1 and pieces[0][1] is not None:
             return self.proj_drop(pieces[0][1])
-        ref = next((o for _, o in pieces if o is not None), None)
-        out = x.new_zeros(B, N, self.proj.out_features, dtype=x.dtype if ref is None else ref.dtype)
+        computed = next((o for _, o in pieces if o is not None), None)  # its dtype (autocast) sets out's
+        out = x.new_zeros(B, N, self.proj.out_features, dtype=x.dtype if computed is None else computed.dtype)
         for idx, o in pieces:
             if o is None:
                 if self.proj.bias is not None:
