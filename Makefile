@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install demo test bench clean
+.PHONY: install demo lint format test bench clean
 
 install: $(STAMP) $(FMNIST)
 
@@ -27,7 +27,15 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/headsteer run $(CONFIG)
 
-test: install
+lint: install
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: install
+	$(VENV)/bin/ruff check --fix src tests bench
+	$(VENV)/bin/ruff format src tests bench
+
+test: lint
 	$(PY) -m pytest -q tests
 
 bench: install

@@ -1,53 +1,79 @@
 """Steering sweep: cached-tail point vs a full forward per point, on a 12-layer ViT-S (random weights).
-    python bench/bench_sweep.py [--device cuda] [--quick]
+
+Usage: python bench/bench_sweep.py [--device cuda] [--quick]
 """
+
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
-from common import build, parser, save, table, time_fn
+from headsteer.benchmark import GEOMETRIES, SAE_GEOMETRIES, build, parse, parser, save, table, time_fn
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.steering import steer
 from headsteer.steer.sweep import FinalBlockTail, GeneralTail
 
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ["layer", "tail", "images", "full_ms", "cached_ms", "speedup"]
 
-def main() -> None:
-    args = parser(__doc__).parse_args()
+
+def sweep_point(model, sae: TopKSAE, layer: int, images: torch.Tensor, S: torch.Tensor):
+    """-> (tail, one point from cached tokens, one point as a full forward), both steering with alpha 1.
+
+    images: (N, C, img, img); S: (N, d_sae) bool, the amplified latents of each image."""
+    N = images.shape[0]
+    tokens = model(images, capture=(layer,)).captured[layer]  # (N, T, d)
+    x = tokens[:, 0]  # (N, d) CLS
+    x_tilde = steer(sae, x, S, 1.0, "pre_topk")  # (N, d)
+    if FinalBlockTail.supported(model, layer):
+        tail = FinalBlockTail(model, [tokens])
+
+        def cached():
+            m = (model.decisions[str(layer)](steer(sae, x, S, 1.0, "pre_topk")) > 0).float()  # (N, H)
+            return tail.logits(m, slice(0, N))
+    else:
+        tail = GeneralTail(model, layer, [tokens])
+
+        def cached():
+            return tail.run(steer(sae, x, S, 1.0, "pre_topk"), slice(0, N))
+
+    def full():
+        with model.override_decision_input(layer, lambda cls: x_tilde):
+            return model(images)
+
+    return tail, cached, full
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(parser(__doc__, RESULTS), argv)
     dev, rows = args.device, []
-    model, in_chans, img, nc = build("vit_s16_224", dev, decision_init_bias=0.0)
-    N = 32 if args.quick else 128
+    geo = "tiny" if args.quick else "vit_s16_224"
+    model, in_chans, img, _ = build(geo, dev, decision_init_bias=0.0)
+    N = 16 if args.quick else 128
     images = torch.randn(N, in_chans, img, img, device=dev)
-    sae = TopKSAE(model.embed_dim, 8 * model.embed_dim, 64).to(dev).eval()
-    S = torch.zeros(N, sae.d_sae, dtype=torch.bool, device=dev)
-    S[:, :64] = True
-    iters = 3 if args.quick else args.iters
+    d_in, d_sae, k = SAE_GEOMETRIES[geo]
+    sae = TopKSAE(d_in, d_sae, k).to(dev).eval()
+    S = torch.zeros(N, d_sae, dtype=torch.bool, device=dev)
+    S[:, :k] = True
     with torch.inference_mode():
-        for layer in (model.depth - 1, model.depth - 4):
-            tokens = model(images, capture=(layer,)).captured[layer]
-            x = tokens[:, 0]
-            x_tilde = steer(sae, x, S, 1.0, "pre_topk")
-            if FinalBlockTail.supported(model, layer):
-                tail = FinalBlockTail(model, [tokens])
-
-                def cached():
-                    m = (model.decisions[str(layer)](steer(sae, x, S, 1.0, "pre_topk")) > 0).float()
-                    return tail.logits(m, slice(0, N))
-            else:
-                tail = GeneralTail(model, layer, [tokens])
-
-                def cached():
-                    return tail.run(steer(sae, x, S, 1.0, "pre_topk"), slice(0, N))
-
-            def full():
-                with model.override_decision_input(layer, lambda cls: x_tilde):
-                    return model(images)
-
-            t_full = time_fn(full, dev, 1, iters)["median_s"]
-            t_cached = time_fn(cached, dev, 2, iters * 3)["median_s"]
-            rows.append(dict(layer=layer, tail=type(tail).__name__, images=N, full_ms=round(1000 * t_full, 1),
-                             cached_ms=round(1000 * t_cached, 2), speedup=round(t_full / t_cached, 1)))
-    table(rows, ["layer", "tail", "images", "full_ms", "cached_ms", "speedup"])
-    save("sweep", dev, {"rows": rows, "model": "vit_small_patch16_224 (12 layers), 224 px, SAE 384->3072 k=64"}, args.quick)
+        for layer in (model.depth - 1, max(model.depth - 4, 0)):  # the final block's tail, then a deeper one
+            tail, cached, full = sweep_point(model, sae, layer, images, S)
+            t_full = time_fn(full, dev, 1, args.iters)["median_s"]
+            t_cached = time_fn(cached, dev, 2, args.iters * 3)["median_s"]
+            rows.append(
+                {
+                    "layer": layer,
+                    "tail": type(tail).__name__,
+                    "images": N,
+                    "full_ms": round(1000 * t_full, 1),
+                    "cached_ms": round(1000 * t_cached, 2),
+                    "speedup": round(t_full / t_cached, 1),
+                }
+            )
+    table(rows, COLUMNS)
+    what = f"{GEOMETRIES[geo]['arch']} ({model.depth} layers), {img} px, SAE {d_in}->{d_sae} k={k}"
+    save("sweep", args, {"rows": rows, "model": what})
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
 """Fixtures: tiny datasets written in the real on-disk formats, and small configs pointing at them."""
+
 from __future__ import annotations
 
 import gzip
@@ -9,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from headsteer.config import load_config
+from headsteer.config_loader import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def make_fashion(folder: Path, n_train: int = 320, n_test: int = 160, seed: int 
         labels = rng.integers(0, 10, size=n).astype(np.uint8)
         images = rng.integers(0, 60, size=(n, 28, 28)).astype(np.uint8)
         for i, c in enumerate(labels):
-            images[i, 2 + 2 * c: 4 + 2 * c, 4:24] = 230
+            images[i, 2 + 2 * c : 4 + 2 * c, 4:24] = 230
         write_idx(folder / f"{split}-images-idx3-ubyte.gz", images)
         write_idx(folder / f"{split}-labels-idx1-ubyte.gz", labels)
     return folder
@@ -45,9 +46,11 @@ def make_cifar100(root: Path, n_train: int = 40, n_test: int = 20, seed: int = 0
     folder = root / "cifar-100-python"
     folder.mkdir(parents=True, exist_ok=True)
     for split, n in (("train", n_train), ("test", n_test)):
-        entry = {"data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
-                 "fine_labels": rng.integers(0, 100, size=n).tolist(),
-                 "coarse_labels": rng.integers(0, 20, size=n).tolist()}
+        entry = {
+            "data": rng.integers(0, 256, size=(n, 3072), dtype=np.uint8),
+            "fine_labels": rng.integers(0, 100, size=n).tolist(),
+            "coarse_labels": rng.integers(0, 20, size=n).tolist(),
+        }
         with open(folder / split, "wb") as f:
             pickle.dump(entry, f)
     names = [f"class_{i:02d}" for i in range(100)]
@@ -65,9 +68,12 @@ def fashion_dir(tmp_path_factory) -> Path:
 @pytest.fixture()
 def smoke_cfg(fashion_dir, tmp_path):
     """The shipped smoke config on the tiny test-written data, writing into a temp run folder."""
+
     def make(*overrides: str):
-        return load_config(ROOT / "configs" / "smoke.yaml",
-                           [f"data.root={fashion_dir}", f"out={tmp_path / 'run'}", *overrides])
+        return load_config(
+            ROOT / "configs" / "smoke.yaml", [f"data.root={fashion_dir}", f"out={tmp_path / 'run'}", *overrides]
+        )
+
     return make
 
 
@@ -75,9 +81,12 @@ def smoke_cfg(fashion_dir, tmp_path):
 def pipeline(fashion_dir, tmp_path_factory):
     """Every stage once on the tiny data (shared by the stage tests)."""
     from headsteer.stages import run_stage
+
     out = tmp_path_factory.mktemp("pipe")
-    cfg = load_config(ROOT / "configs/smoke.yaml", [f"data.root={fashion_dir}", f"out={out}",
-                                                    "prune.dense_epochs=2", "prune.joint_epochs=2"])
+    cfg = load_config(
+        ROOT / "configs/smoke.yaml",
+        [f"data.root={fashion_dir}", f"out={out}", "prune.dense_epochs=2", "prune.joint_epochs=2"],
+    )
     for stage in ("prune", "extract", "sae", "steer", "report"):
         run_stage(cfg, stage)
     return cfg

@@ -1,6 +1,6 @@
 """Every error a user can cause: one line naming the problem and the fix, exit 2, nothing lost."""
+
 import errno
-import json
 import shutil
 from pathlib import Path
 
@@ -8,13 +8,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import headsteer.engine as engine
 import headsteer.io as hio
+import headsteer.prune.epoch as epoch_mod
+from conftest import ROOT
 from headsteer.cli import main
 from headsteer.errors import HeadsteerError
 from headsteer.io import checkpoint_state, load_checkpoint, save_checkpoint, write_tensors
 from headsteer.stages import run_stage
-from conftest import ROOT
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
 
@@ -28,37 +28,71 @@ def _one_line_error(capsys, argv):
     return lines[0]
 
 
-@pytest.mark.parametrize("override, message", [
-    ("prune.target_usage=1.2", "prune.target_usage=1.2 is outside (0, 1]"),
-    ("steer.alpha_step=0", "steer alpha grid is empty"),
-    ("steer.alpha_min=2", "steer alpha grid is empty"),
-    ("sae.d_sae=4", "sae.k=8 is larger than sae.d_sae=4"),
-    ("model.pruned_layers=[5]", "model.pruned_layers contains 5"),
-    ("extract.layer=9", "layer 9 does not exist"),
-    ("device=tpu", "device='tpu' is not a torch device"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("prune.target_usage=1.2", "prune.target_usage=1.2 is outside (0, 1]"),
+        ("steer.alpha_step=0", "steer alpha grid is empty"),
+        ("steer.alpha_min=2", "steer alpha grid is empty"),
+        ("model.pruned_layers=[5]", "model.pruned_layers entry=5 does not exist"),
+        ("extract.layer=9", "extract.layer=9 does not exist"),
+        ("device=tpu", "device='tpu' is not a torch device"),
+    ],
+)
 def test_out_of_range_values(capsys, tmp_path, fashion_dir, override, message):
     stage = "extract" if override.startswith("extract") else "prune"
     if stage == "extract":  # needs a trained model first
-        assert main(["prune", SMOKE, f"data.root={fashion_dir}", f"out={tmp_path}", "prune.dense_epochs=0",
-                     "prune.joint_epochs=0"]) == 0
+        assert (
+            main(
+                [
+                    "prune",
+                    SMOKE,
+                    f"data.root={fashion_dir}",
+                    f"out={tmp_path}",
+                    "prune.dense_epochs=0",
+                    "prune.joint_epochs=0",
+                ]
+            )
+            == 0
+        )
         capsys.readouterr()
-    line = _one_line_error(capsys, [stage, SMOKE, f"data.root={fashion_dir}", f"out={tmp_path}", override,
-                                    "prune.dense_epochs=0", "prune.joint_epochs=0"])
+    line = _one_line_error(
+        capsys,
+        [
+            stage,
+            SMOKE,
+            f"data.root={fashion_dir}",
+            f"out={tmp_path}",
+            override,
+            "prune.dense_epochs=0",
+            "prune.joint_epochs=0",
+        ],
+    )
     assert message in line
 
 
 def test_k_larger_than_derived_width_is_refused(pipeline, tmp_path, capsys):
     for stage in ("prune", "extract"):
         shutil.copytree(Path(pipeline.out) / stage, tmp_path / stage)
-    line = _one_line_error(capsys, ["sae", SMOKE, f"data.root={pipeline.data.root}", f"out={tmp_path}",
-                                    "prune.dense_epochs=2", "prune.joint_epochs=2", "sae.k=500"])
-    assert "sae.k=500 is larger than d_sae=192 (= sae.expansion 4 x d_in 48)" in line
+    line = _one_line_error(
+        capsys,
+        [
+            "sae",
+            SMOKE,
+            f"data.root={pipeline.data.root}",
+            f"out={tmp_path}",
+            "prune.dense_epochs=2",
+            "prune.joint_epochs=2",
+            "sae.k=500",
+        ],
+    )
+    assert "sae.k=500 must be in 1..d_sae=192 (d_in 48); lower sae.k or raise sae.expansion" in line
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path):
     from headsteer.config import ModelConfig
     from headsteer.model import build_model
+
     small = build_model(ModelConfig(img_size=28, patch_size=7, embed_dim=48, depth=2, num_heads=6), 10, 1)
     other = build_model(ModelConfig(img_size=28, patch_size=7, embed_dim=96, depth=2, num_heads=6), 10, 1)
     save_checkpoint(tmp_path / "ck.safetensors", small, None, {"epoch": 1})
@@ -68,7 +102,7 @@ def test_checkpoint_of_another_model_is_refused(tmp_path):
 
 def test_nan_loss_stops_keeps_last_good_checkpoint_and_resumes(smoke_cfg, monkeypatch):
     cfg = smoke_cfg("prune.dense_epochs=2", "prune.joint_epochs=1")
-    real = engine.F.cross_entropy
+    real = epoch_mod.F.cross_entropy
     calls = {"n": 0}
 
     def nan_in_second_epoch(*args, **kwargs):
@@ -76,12 +110,14 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resumes(smoke_cfg, monkey
         loss = real(*args, **kwargs)
         return loss * float("nan") if calls["n"] == 13 else loss
 
-    monkeypatch.setattr(engine.F, "cross_entropy", nan_in_second_epoch)
-    with pytest.raises(HeadsteerError, match=r"loss became nan at step 12 \(dense 2/2\); the last good checkpoint is kept"):
+    monkeypatch.setattr(epoch_mod.F, "cross_entropy", nan_in_second_epoch)
+    with pytest.raises(
+        HeadsteerError, match=r"loss became nan at step 12 \(dense 2/2\); the last good checkpoint is kept"
+    ):
         run_stage(cfg, "prune")
     ckpt = Path(cfg.out) / "prune" / "checkpoint.safetensors"
     assert checkpoint_state(ckpt)["epoch"] == 1  # end of the first epoch, intact
-    monkeypatch.setattr(engine.F, "cross_entropy", real)
+    monkeypatch.setattr(epoch_mod.F, "cross_entropy", real)
     run_stage(cfg, "prune")
     assert (Path(cfg.out) / "prune" / "done.json").is_file()
 
@@ -95,7 +131,9 @@ def test_disk_full_leaves_previous_artifact_intact(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(hio, "save_file", full_disk)
-    with pytest.raises(HeadsteerError, match=r"disk full while writing .*weights.safetensors; nothing was half-written"):
+    with pytest.raises(
+        HeadsteerError, match=r"disk full while writing .*weights.safetensors; nothing was half-written"
+    ):
         write_tensors(path, {"w": torch.zeros(3)})
     assert torch.equal(load_file(str(path))["w"], torch.ones(3))
     assert [p.name for p in tmp_path.iterdir()] == ["weights.safetensors"]
@@ -103,12 +141,22 @@ def test_disk_full_leaves_previous_artifact_intact(tmp_path, monkeypatch):
 
 def test_sae_of_other_width_is_refused_by_steer(pipeline, tmp_path, capsys):
     from headsteer.sae.topk import TopKSAE
+
     for stage in ("prune", "extract"):
         shutil.copytree(Path(pipeline.out) / stage, tmp_path / stage)
     shutil.copytree(Path(pipeline.out) / "sae", tmp_path / "sae")
     TopKSAE(32, 64, 4).save(tmp_path / "sae" / "sae")  # someone else's SAE in the folder
-    line = _one_line_error(capsys, ["steer", SMOKE, f"data.root={pipeline.data.root}", f"out={tmp_path}",
-                                    "prune.dense_epochs=2", "prune.joint_epochs=2"])
+    line = _one_line_error(
+        capsys,
+        [
+            "steer",
+            SMOKE,
+            f"data.root={pipeline.data.root}",
+            f"out={tmp_path}",
+            "prune.dense_epochs=2",
+            "prune.joint_epochs=2",
+        ],
+    )
     assert "has d_in=32 but the model's residual width is 48" in line
 
 

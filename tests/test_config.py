@@ -1,8 +1,9 @@
 import pytest
 
-from headsteer.config import RunConfig, load_config
-from headsteer.errors import HeadsteerError
 from conftest import ROOT
+from headsteer.config import RunConfig
+from headsteer.config_loader import load_config
+from headsteer.errors import HeadsteerError
 
 
 def test_shipped_configs_load():
@@ -15,8 +16,10 @@ def test_shipped_configs_load():
 
 
 def test_dotted_overrides_parse_yaml_values():
-    cfg = load_config(ROOT / "configs" / "smoke.yaml", ["prune.joint_epochs=5", "model.pruned_layers=[-1]",
-                                                       "prune.joint_lr=1e-4", "data.test_limit=null"])
+    cfg = load_config(
+        ROOT / "configs" / "smoke.yaml",
+        ["prune.joint_epochs=5", "model.pruned_layers=[-1]", "prune.joint_lr=1e-4", "data.test_limit=null"],
+    )
     assert cfg.prune.joint_epochs == 5
     assert cfg.model.pruned_layers == [-1]
     assert cfg.prune.joint_lr == pytest.approx(1e-4)
@@ -42,8 +45,16 @@ def test_out_of_range_values():
         load_config(None, ["prune.target_usage=1.5"])
     with pytest.raises(HeadsteerError, match=r"target_usage=0.0"):
         load_config(None, ["prune.target_usage=0"])
-    with pytest.raises(HeadsteerError, match=r"sae.k=100 is larger than sae.d_sae=64"):
-        load_config(None, ["sae.k=100", "sae.d_sae=64"])
+    # k against d_sae is checked once, where d_sae is known (it may derive from the model's width)
+    from headsteer.sae.topk import TopKSAE
+
+    with pytest.raises(HeadsteerError, match=r"sae.k=100 must be in 1..d_sae=64 \(d_in 8\)"):
+        TopKSAE(8, 64, 100)
+
+
+def test_pretrained_file_is_not_rewritten_into_pretrained():
+    cfg = load_config(None, ["model.pretrained_file=/x/w.safetensors"])
+    assert cfg.model.pretrained is False and cfg.model.loads_pretrained
 
 
 def test_missing_config_file(tmp_path):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import make_cifar100, make_fashion, write_idx
 from headsteer.config import DataConfig
 from headsteer.data import BatchTransform, load_dataset
 from headsteer.data.fashion_mnist import CLASSES
 from headsteer.errors import HeadsteerError
-from conftest import make_cifar100, make_fashion, write_idx
 
 
 def test_fashion_mnist_reads_idx_files(fashion_dir):
@@ -34,7 +34,9 @@ def test_fashion_mnist_uncompressed_and_limits(tmp_path):
 def test_fashion_mnist_missing_file(tmp_path):
     make_fashion(tmp_path)
     (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
-    with pytest.raises(HeadsteerError, match=r"t10k-labels-idx1-ubyte\(.gz\) not found.*apt-get install dataset-fashion-mnist"):
+    with pytest.raises(
+        HeadsteerError, match=r"t10k-labels-idx1-ubyte\(.gz\) not found.*apt-get install dataset-fashion-mnist"
+    ):
         load_dataset(DataConfig(root=str(tmp_path)))
 
 

@@ -1,4 +1,5 @@
 """torchrun with 2 gloo processes on CPU equals one process on the same global batch."""
+
 import json
 import os
 import subprocess
@@ -10,20 +11,48 @@ from safetensors.torch import load_file
 from conftest import ROOT
 
 # deterministic masks (no Gumbel noise) so one and two processes optimise the same function
-COMMON = ["prune.dense_epochs=1", "prune.joint_epochs=1", "prune.noise_initial=0", "prune.noise_final=0",
-          "threads=1", "device=cpu"]
+COMMON = [
+    "prune.dense_epochs=1",
+    "prune.joint_epochs=1",
+    "prune.noise_initial=0",
+    "prune.noise_final=0",
+    "threads=1",
+    "device=cpu",
+]
 
 
 def test_two_process_ddp_matches_single_process(fashion_dir, tmp_path):
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     base = [str(ROOT / "configs/smoke.yaml"), f"data.root={fashion_dir}", *COMMON]
     single = tmp_path / "single"
-    subprocess.run([sys.executable, "-m", "headsteer", "run", *base, f"out={single}", "prune.batch_size=32",
-                    "sae.epochs=1"], check=True, capture_output=True, env=env, timeout=300)
+    subprocess.run(
+        [sys.executable, "-m", "headsteer", "run", *base, f"out={single}", "prune.batch_size=32", "sae.epochs=1"],
+        check=True,
+        capture_output=True,
+        env=env,
+        timeout=300,
+    )
     ddp = tmp_path / "ddp"
-    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-                        "-m", "headsteer", "run", *base, f"out={ddp}", "prune.batch_size=16", "sae.epochs=1"],
-                       capture_output=True, text=True, env=env, timeout=300)
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "headsteer",
+            "run",
+            *base,
+            f"out={ddp}",
+            "prune.batch_size=16",
+            "sae.epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     m = json.load(open(ddp / "prune" / "metrics.json"))
     assert m["ddp"] == {"world_size": 2, "ranks_identical": True}
@@ -35,7 +64,9 @@ def test_two_process_ddp_matches_single_process(fashion_dir, tmp_path):
     # of qkv.bias: softmax ignores it), hence the looser bound on the maximum.
     assert diffs.quantile(0.99).item() < 1e-6 and diffs.max().item() < 1e-3, (diffs.quantile(0.99), diffs.max())
     ms = json.load(open(single / "prune" / "metrics.json"))
-    assert m["pruned"]["accuracy"] == ms["pruned"]["accuracy"] and m["pruned"]["head_usage"] == ms["pruned"]["head_usage"]
+    assert (
+        m["pruned"]["accuracy"] == ms["pruned"]["accuracy"] and m["pruned"]["head_usage"] == ms["pruned"]["head_usage"]
+    )
     # sharded extraction merges in order: same rows as the single-process run
     for split in ("train", "test"):
         ia = json.load(open(single / "extract" / split / "index.json"))

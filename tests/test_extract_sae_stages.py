@@ -3,10 +3,10 @@ import json
 import pytest
 import torch
 
-from headsteer.data import load_dataset
+from headsteer.activations import load_split
+from headsteer.model.configured import load_pruned
 from headsteer.sae.topk import TopKSAE
-from headsteer.stages import run_stage
-from headsteer.stages.extract import extract_split, load_activations, load_pruned
+from headsteer.stages.extract import extract_split
 from headsteer.stages.sae import reconstruction_control
 
 
@@ -14,25 +14,28 @@ def test_extract_chunks_match_model_forward(pipeline):
     cfg = pipeline
     index = json.load(open(f"{cfg.out}/extract/train/index.json"))
     assert index == {"rows": 320, "chunks": 2, "chunk_size": 200, "layer": 1, "d": 48}
-    acts = load_activations(cfg.out, "test")
-    assert acts["cls"].shape == (160, 48) and acts["masks"].shape == (160, 2, 6)
-    ds, model, tf = load_pruned(cfg, torch.device("cpu"))
-    assert torch.equal(acts["labels"], ds.test.labels)
+    acts = load_split(cfg.out, "test")
+    assert acts.cls.shape == (160, 48) and acts.masks.shape == (160, 2, 6)
+    pm = load_pruned(cfg, torch.device("cpu"))
+    ds, model, tf = pm.data, pm.model, pm.test_tf
+    assert torch.equal(acts.labels, ds.test.labels)
     with torch.no_grad():
         x = model.embed(tf(ds.test.images[:5]))
         out0 = model.forward_from(x, 0)
         # naive: run block 0 by hand, then read the CLS token entering block 1 (the last)
         from headsteer.model import block_forward
+
         mask0, *_ = model.head_mask(0, x)
         x1 = block_forward(model.vit.blocks[0], x, mask0)
-    torch.testing.assert_close(acts["cls"][:5], x1[:, 0], atol=1e-5, rtol=0)
-    assert torch.equal(acts["predictions"][:5], out0.logits.argmax(1))
-    assert torch.equal(acts["masks"][:5].bool(), out0.masks.bool())
+    torch.testing.assert_close(acts.cls[:5], x1[:, 0], atol=1e-5, rtol=0)
+    assert torch.equal(acts.predictions[:5], out0.logits.argmax(1))
+    assert torch.equal(acts.masks[:5].bool(), out0.masks.bool())
 
 
 def test_extract_resumes_missing_chunk(pipeline, tmp_path):
     cfg = pipeline
-    ds, model, tf = load_pruned(cfg, torch.device("cpu"))
+    pm = load_pruned(cfg, torch.device("cpu"))
+    ds, model, tf = pm.data, pm.model, pm.test_tf
     folder = tmp_path / "train"
     extract_split(model, ds.train, tf, 1, folder, 200, 64, torch.device("cpu"), "x")
     first = (folder / "chunk_00001.safetensors").read_bytes()
@@ -58,7 +61,8 @@ def test_sae_stage_metrics_and_saelens_folder(pipeline):
 
 def test_reconstruction_control_with_exact_sae_changes_nothing(pipeline):
     cfg = pipeline
-    ds, model, tf = load_pruned(cfg, torch.device("cpu"))
+    pm = load_pruned(cfg, torch.device("cpu"))
+    ds, model, tf = pm.data, pm.model, pm.test_tf
     d = 48
     exact = TopKSAE(d, 2 * d, d)  # z = relu([x, -x]) keeps each coordinate's sign: x_hat == x
     with torch.no_grad():
@@ -66,9 +70,9 @@ def test_reconstruction_control_with_exact_sae_changes_nothing(pipeline):
         exact.W_enc.copy_(torch.cat([eye, -eye], 1))
         exact.W_dec.copy_(torch.cat([eye, -eye], 0))
         exact.b_enc.zero_(), exact.b_dec.zero_()
-    acts = load_activations(cfg.out, "test")
-    torch.testing.assert_close(exact(acts["cls"]).x_hat, acts["cls"])
+    acts = load_split(cfg.out, "test")
+    torch.testing.assert_close(exact(acts.cls).x_hat, acts.cls)
     got = reconstruction_control(model, exact, ds.test, tf, 1, 64, torch.device("cpu"), 10)
-    base_acc = (acts["predictions"] == acts["labels"]).float().mean().item()
+    base_acc = (acts.predictions == acts.labels).float().mean().item()
     assert got["accuracy"] == pytest.approx(base_acc, abs=1e-9)
-    assert got["usage_per_layer"][1] == pytest.approx(acts["masks"][:, 1].float().mean().item(), abs=1e-9)
+    assert got["usage_per_layer"][1] == pytest.approx(acts.masks[:, 1].float().mean().item(), abs=1e-9)

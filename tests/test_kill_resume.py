@@ -1,4 +1,5 @@
 """SIGKILL a real `headsteer` process mid-run, run it again, and get the uninterrupted result bitwise."""
+
 import os
 import signal
 import subprocess
@@ -15,8 +16,16 @@ OVERRIDES = ["prune.dense_epochs=3", "prune.joint_epochs=3", "prune.checkpoint_e
 
 
 def _cmd(fashion_dir, out, *stages):
-    return [sys.executable, "-m", "headsteer", *stages, str(ROOT / "configs/smoke.yaml"), f"data.root={fashion_dir}",
-            f"out={out}", *OVERRIDES]
+    return [
+        sys.executable,
+        "-m",
+        "headsteer",
+        *stages,
+        str(ROOT / "configs/smoke.yaml"),
+        f"data.root={fashion_dir}",
+        f"out={out}",
+        *OVERRIDES,
+    ]
 
 
 def test_sigkill_midway_then_resume_equals_uninterrupted(fashion_dir, tmp_path):

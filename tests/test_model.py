@@ -92,7 +92,7 @@ def test_pruned_layers_subset_and_negative_index():
     with torch.no_grad():
         out = model(torch.randn(2, 1, 28, 28))
     assert torch.all(out.masks[:, :2] == 1) and torch.isinf(out.decision_logits[:, :2]).all()
-    with pytest.raises(HeadsteerError, match="model.pruned_layers contains 7"):
+    with pytest.raises(HeadsteerError, match="model.pruned_layers entry=7 does not exist"):
         build_model(ModelConfig(**SMALL, pruned_layers=[7]), 10, 1)
 
 
@@ -141,7 +141,7 @@ def test_override_decision_input_is_scoped_and_removed_on_error():
     assert model._overrides == {}
     with torch.no_grad():
         assert torch.equal(model(x).logits, base.logits)
-    with pytest.raises(HeadsteerError, match="layer 9 does not exist"):
+    with pytest.raises(HeadsteerError, match="layer=9 does not exist"):
         with model.override_decision_input(9, record):
             pass
 
@@ -181,7 +181,7 @@ def test_skipping_path_equals_masked_dense_path_including_empty_and_full_heads()
     masks = (torch.rand(12, 3, 6) < 0.5).float()
     masks[:, :, 0] = 0  # head 0 kept by no sample
     masks[:, :, 1] = 1  # head 1 kept by every sample
-    masks[:, 2] = 0     # a layer with every head dropped
+    masks[:, 2] = 0  # a layer with every head dropped
     with torch.no_grad():
         dense = model(x, fixed_masks=masks)
         model.skip_pruned_heads = True
@@ -194,15 +194,27 @@ def _one_pattern(B, pattern):
     return torch.tensor(pattern, dtype=torch.float32).expand(B, -1).clone()
 
 
-@pytest.mark.parametrize("case", ["mixed", "one_partial_pattern", "all_kept", "all_dropped", "batch_of_one",
-                                  "some_samples_keep_nothing", "qk_norm_no_bias"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "mixed",
+        "one_partial_pattern",
+        "all_kept",
+        "all_dropped",
+        "batch_of_one",
+        "some_samples_keep_nothing",
+        "qk_norm_no_bias",
+    ],
+)
 def test_skipping_attention_equals_masked_attention(case):
     """Layer-level check of the pattern-grouped path against a naive reference: the masked dense path."""
     from headsteer.model.gated_attention import GatedAttention
+
     torch.manual_seed(3)
     plain = case != "qk_norm_no_bias"
-    attn = GatedAttention(48, num_heads=6, qkv_bias=plain, proj_bias=plain, qk_norm=not plain,
-                          norm_layer=torch.nn.LayerNorm).eval()
+    attn = GatedAttention(
+        48, num_heads=6, qkv_bias=plain, proj_bias=plain, qk_norm=not plain, norm_layer=torch.nn.LayerNorm
+    ).eval()
     B = 1 if case == "batch_of_one" else 10
     x = torch.randn(B, 17, 48)
     mask = {
@@ -233,6 +245,7 @@ def test_skipping_path_only_in_eval_mode():
 
 def test_mac_counter_against_hand_count():
     from headsteer.model.macs import count_macs
+
     model = small_model()
     T, d, H, D, hidden, L = 17, 48, 6, 8, 96, 3
     per_head = T * d * 3 * D + 2 * T * T * D + T * D * d

@@ -71,8 +71,14 @@ def test_save_load_roundtrip_saelens_layout(tmp_path):
     assert cfg["apply_b_dec_to_input"] is True and cfg["normalize_activations"] == "none"
     assert cfg["metadata"]["hook_name"] == "blocks.5.hook_resid_pre.cls" and "sae_lens_version" in cfg["metadata"]
     from safetensors.torch import load_file
+
     w = load_file(str(tmp_path / "sae" / "sae_weights.safetensors"))
-    assert {k: tuple(v.shape) for k, v in w.items()} == {"W_enc": (16, 64), "b_enc": (64,), "W_dec": (64, 16), "b_dec": (16,)}
+    assert {k: tuple(v.shape) for k, v in w.items()} == {
+        "W_enc": (16, 64),
+        "b_enc": (64,),
+        "W_dec": (64, 16),
+        "b_dec": (16,),
+    }
     loaded = TopKSAE.load(tmp_path / "sae")
     x = torch.randn(10, 16)
     a, b = sae(x), loaded(x)

@@ -24,8 +24,14 @@ def test_results_json_schema(pipeline):
     assert set(st["curves_by_mode"]) == {"pre_topk", "post_topk", "additive"}
     assert st["curves_by_mode"]["pre_topk"] == st["curves"]
     assert len(st["top_classes"]) == 5
-    assert set(st["top_classes"][0]) == {"class", "accuracy_before", "accuracy_after", "usage_before", "usage_after",
-                                         "heads_kept"}
+    assert set(st["top_classes"][0]) == {
+        "class",
+        "accuracy_before",
+        "accuracy_after",
+        "usage_before",
+        "usage_after",
+        "heads_kept",
+    }
     assert 0 <= r["overlap"]["global_vs_per_class_iou"] <= r["overlap"]["global_vs_per_class_frac"] <= 1
     iou = r["class_overlap"]["iou"]
     assert len(iou) == 10 and all(iou[i][i] == 1.0 for i in range(10))
@@ -64,9 +70,18 @@ def test_rerun_skips_finished_stages(pipeline, capsys):
 def test_cli_run_ends_with_report_path_and_summary(pipeline, capsys):
     from conftest import ROOT
     from headsteer.cli import main
-    rc = main(["run", str(ROOT / "configs/smoke.yaml"), f"data.root={pipeline.data.root}", f"out={pipeline.out}",
-               "prune.dense_epochs=2", "prune.joint_epochs=2"])
+
+    rc = main(
+        [
+            "run",
+            str(ROOT / "configs/smoke.yaml"),
+            f"data.root={pipeline.data.root}",
+            f"out={pipeline.out}",
+            "prune.dense_epochs=2",
+            "prune.joint_epochs=2",
+        ]
+    )
     out = capsys.readouterr().out
     assert rc == 0 and "already done" in out
-    tail = out[out.index("Report: "):].strip().splitlines()
+    tail = out[out.index("Report: ") :].strip().splitlines()
     assert tail[0].endswith("report/report.html") and len(tail) == 6 and all(ln.startswith("  - ") for ln in tail[1:])

@@ -1,13 +1,15 @@
 import pytest
 import torch
 
+from headsteer.activations import Activations
 from headsteer.config import ModelConfig, SteerConfig
 from headsteer.errors import HeadsteerError
 from headsteer.model import build_model
-from headsteer.sae.topk import TopKSAE, topk_relu
+from headsteer.sae.topk import TopKSAE
+from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.stats import class_overlap, index_sets, iou, latent_frequencies, overlap_frac
 from headsteer.steer.steering import steer, steer_codes
-from headsteer.steer.sweep import FinalBlockTail, GeneralTail, run_sweep
+from headsteer.steer.sweep import FinalBlockTail, GeneralTail, SweepGrid, run_sweep
 
 PRE = torch.tensor([[3.0, 2.0, 1.0, -1.0, 0.5]])
 S = torch.tensor([[False, False, True, True, False]])
@@ -75,7 +77,7 @@ def test_frequencies_and_sets():
 
 
 def test_alpha_grid_and_validation():
-    grid = SteerConfig().alphas()
+    grid = alpha_grid(SteerConfig())
     assert len(grid) == 31 and grid[0] == -1.5 and grid[-1] == 1.5 and 0.0 in grid and 1.2 in grid
     with pytest.raises(HeadsteerError, match="alpha grid is empty"):
         SteerConfig(alpha_min=1.0, alpha_max=0.5)
@@ -85,8 +87,16 @@ def test_alpha_grid_and_validation():
 
 def _model_and_data(pruned_layers=None):
     torch.manual_seed(0)
-    cfg = ModelConfig(img_size=28, patch_size=7, embed_dim=48, depth=3, num_heads=6, mlp_ratio=2.0,
-                      decision_init_bias=0.0, pruned_layers=pruned_layers)
+    cfg = ModelConfig(
+        img_size=28,
+        patch_size=7,
+        embed_dim=48,
+        depth=3,
+        num_heads=6,
+        mlp_ratio=2.0,
+        decision_init_bias=0.0,
+        pruned_layers=pruned_layers,
+    )
     model = build_model(cfg, 10, 1).eval()
     with torch.no_grad():
         for net in model.decisions.values():
@@ -131,19 +141,19 @@ def test_sweep_matches_naive_loop():
     with torch.no_grad():
         base = model(images, capture=(2,))
     tokens = base.captured[2]
-    active = (sae.encode(tokens[:, 0]) > 0)
+    active = sae.encode(tokens[:, 0]) > 0
     sets = index_sets(latent_frequencies(active, labels, 10), size=8, seed=0)
     pred = base.logits.argmax(1)
-    res = run_sweep(model, sae, FinalBlockTail(model, [tokens]), tokens[:, 0], labels, pred, base.masks,
-                    sets, ["pre_topk", "additive"], ["true", "predicted"], ["per_class", "global"], [-0.5, 0.0, 1.0],
-                    batch_size=16)
+    test = Activations(cls=tokens[:, 0], labels=labels, predictions=pred, masks=base.masks.to(torch.uint8))
+    grid = SweepGrid(["pre_topk", "additive"], ["true", "predicted"], ["per_class", "global"], [-0.5, 0.0, 1.0])
+    res = run_sweep(model, sae, FinalBlockTail(model, [tokens]), test, sets, grid, batch_size=16)
     for mi, mode in enumerate(["pre_topk", "additive"]):
         for li, source in enumerate(["true", "predicted"]):
             for si, strategy in enumerate(["per_class", "global"]):
                 for ai, alpha in enumerate([-0.5, 0.0, 1.0]):
                     Sm = sets.masks(strategy, labels if source == "true" else pred, 192)
                     x_tilde = steer(sae, tokens[:, 0], Sm, alpha, mode).detach()
-                    with torch.no_grad(), model.override_decision_input(2, lambda cls: x_tilde):
+                    with torch.no_grad(), model.override_decision_input(2, lambda cls, xt=x_tilde: xt):
                         full = model(images)
                     acc = (full.logits.argmax(1) == labels).float().mean().item()
                     assert res.accuracy[mi, li, si, ai].item() == pytest.approx(acc)

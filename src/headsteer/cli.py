@@ -1,7 +1,9 @@
 """Command line: `headsteer run CONFIG` (all stages) or one stage, with dotted overrides."""
+
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import traceback
 
@@ -17,9 +19,13 @@ STAGE_HELP = {
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="headsteer", description="ViTs that prune their own heads, steered through an SAE.")
+    parser = argparse.ArgumentParser(
+        prog="headsteer", description="ViTs that prune their own heads, steered through an SAE."
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in [("run", "run every stage (finished stages with the same config are skipped)")] + list(STAGE_HELP.items()):
+    for name, help_text in [("run", "run every stage (finished stages with the same config are skipped)")] + list(
+        STAGE_HELP.items()
+    ):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
         p.usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
@@ -32,6 +38,7 @@ def _parser() -> argparse.ArgumentParser:
 def _print_summary(out: str) -> None:
     """Where the report is, and its first five findings (also when every stage was skipped)."""
     from pathlib import Path
+
     md = Path(out) / "report" / "results.md"
     if not md.is_file():
         return
@@ -48,19 +55,24 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like key.sub=value)")
     args.overrides = rest
     try:
-        from headsteer.config import load_config
+        from headsteer import distributed
+        from headsteer.config_loader import load_config
         from headsteer.stages import available, run_all, run_stage
 
         overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])
         cfg = load_config(args.config, overrides)
-        from headsteer import distributed
         distributed.init_from_env(cfg.device)
+        command = shlex.join(
+            ["headsteer", "run", args.config, *args.overrides] + (["--out", args.out] if args.out else [])
+        )
         if args.command == "run":
-            run_all(cfg, force=args.force)
+            run_all(cfg, force=args.force, command=command)
         else:
             if args.command not in available():
-                raise HeadsteerError(f"stage '{args.command}' is not implemented yet; available: {', '.join(available())}")
-            run_stage(cfg, args.command, force=args.force, skip_done=False)
+                raise HeadsteerError(
+                    f"stage '{args.command}' is not implemented yet; available: {', '.join(available())}"
+                )
+            run_stage(cfg, args.command, force=args.force, skip_done=False, command=command)
         if args.command in ("run", "report") and distributed.info().is_main:
             _print_summary(cfg.out)
         distributed.shutdown()

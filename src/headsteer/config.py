@@ -1,20 +1,14 @@
-"""Typed run configuration: dataclasses, YAML loading, dotted overrides, validation.
+"""Typed run configuration: one dataclass per section, a docstring per field, range checks.
 
-Every field has a docstring (the string literal under it). ``load_config`` turns a YAML file plus
-``key.sub=value`` overrides into a validated ``RunConfig``; any unknown key, wrong type or
-out-of-range value raises ``HeadsteerError`` naming the key and the fix.
+Each value is checked once, in its section's ``__post_init__`` (values that depend on the model, such
+as a layer index or k against d_sae, are checked where the model is known). Reading YAML and
+``key.sub=value`` overrides into these classes is ``headsteer.config_loader``.
 """
+
 from __future__ import annotations
 
-import dataclasses
-import math
-import types
-import typing
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Literal, Optional
-
-import yaml
+from typing import Literal, Optional
 
 from headsteer.errors import HeadsteerError
 
@@ -48,7 +42,7 @@ class ModelConfig:
     pretrained: bool = False
     """Load timm's pretrained weights (from the hub, or from `pretrained_file`)."""
     pretrained_file: Optional[str] = None
-    """Local weights file (.safetensors/.pth/.npz) loaded strictly into `arch`; implies pretrained."""
+    """Local weights file (.safetensors/.pth/.npz) loaded strictly into `arch` (used whatever `pretrained` says)."""
     img_size: Optional[int] = None
     """Input resolution; None = the architecture's default."""
     patch_size: Optional[int] = None
@@ -83,8 +77,11 @@ class ModelConfig:
             raise HeadsteerError(f"model.tau={self.tau} must be > 0")
         if self.decision_hidden < 0:
             raise HeadsteerError(f"model.decision_hidden={self.decision_hidden} must be >= 0")
-        if self.pretrained_file is not None:
-            self.pretrained = True
+
+    @property
+    def loads_pretrained(self) -> bool:
+        """Weights come from timm's pretrained config (the hub) or from `pretrained_file`."""
+        return self.pretrained or self.pretrained_file is not None
 
 
 @dataclass
@@ -131,7 +128,8 @@ class PruneConfig:
         if not 0.0 < self.target_usage <= 1.0:
             raise HeadsteerError(
                 f"prune.target_usage={self.target_usage} is outside (0, 1]; it is the fraction of heads "
-                "KEPT, e.g. 0.7 for 30 % pruned")
+                "KEPT, e.g. 0.7 for 30 % pruned"
+            )
         for name in ("dense_epochs", "joint_epochs"):
             if getattr(self, name) < 0:
                 raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be >= 0")
@@ -185,8 +183,6 @@ class SAEConfig:
     def __post_init__(self) -> None:
         if self.k < 1:
             raise HeadsteerError(f"sae.k={self.k} must be >= 1")
-        if self.d_sae is not None and self.k > self.d_sae:
-            raise HeadsteerError(f"sae.k={self.k} is larger than sae.d_sae={self.d_sae}; choose k <= d_sae")
         if self.epochs < 1 or self.batch_size < 1 or self.expansion < 1:
             raise HeadsteerError("sae.epochs, sae.batch_size and sae.expansion must be >= 1")
 
@@ -194,13 +190,16 @@ class SAEConfig:
 @dataclass
 class SteerConfig:
     """The steered layer is the one the SAE was trained on (extract.layer; paper: the last)."""
+
     mode: Literal["pre_topk", "post_topk", "additive"] = "pre_topk"
     """Reading of Eq. 5 used for the headline figures (all `modes` are swept)."""
     modes: list[Literal["pre_topk", "post_topk", "additive"]] = field(
-        default_factory=lambda: ["pre_topk", "post_topk", "additive"])
+        default_factory=lambda: ["pre_topk", "post_topk", "additive"]
+    )
     """Readings of Eq. 5 to sweep (the comparison figure shows each)."""
     strategies: list[Literal["per_class", "global", "random", "per_class_specific"]] = field(
-        default_factory=lambda: ["per_class", "global", "random", "per_class_specific"])
+        default_factory=lambda: ["per_class", "global", "random", "per_class_specific"]
+    )
     """Index-set strategies to sweep."""
     label_sources: list[Literal["true", "predicted"]] = field(default_factory=lambda: ["true", "predicted"])
     """Class used by class-conditioned strategies: the true label (paper, an oracle) or the unsteered
@@ -226,7 +225,8 @@ class SteerConfig:
         if self.alpha_step <= 0 or self.alpha_min > self.alpha_max:
             raise HeadsteerError(
                 f"steer alpha grid is empty (alpha_min={self.alpha_min}, alpha_max={self.alpha_max}, "
-                f"alpha_step={self.alpha_step}); need alpha_min <= alpha_max and alpha_step > 0")
+                f"alpha_step={self.alpha_step}); need alpha_min <= alpha_max and alpha_step > 0"
+            )
         for name in ("modes", "strategies", "label_sources"):
             if not getattr(self, name):
                 raise HeadsteerError(f"steer.{name} is empty; list at least one")
@@ -234,13 +234,6 @@ class SteerConfig:
             raise HeadsteerError(f"steer.mode={self.mode!r} is not in steer.modes={self.modes}; add it")
         if self.set_size is not None and self.set_size < 1:
             raise HeadsteerError(f"steer.set_size={self.set_size} must be >= 1 (or null for k)")
-
-    def alphas(self) -> list[float]:
-        """The grid, built from 0 outwards so that 0 is exact and values are rounded to the step."""
-        decimals = max(0, -int(math.floor(math.log10(self.alpha_step))) + 1)
-        lo = math.ceil(self.alpha_min / self.alpha_step - 1e-9)
-        hi = math.floor(self.alpha_max / self.alpha_step + 1e-9)
-        return [round(i * self.alpha_step, decimals) for i in range(lo, hi + 1)]
 
 
 @dataclass
@@ -265,128 +258,3 @@ class RunConfig:
     """Top-k sparse autoencoder (stage `sae`)."""
     steer: SteerConfig = field(default_factory=SteerConfig)
     """Steering sweep and analyses (stage `steer`)."""
-
-
-# --------------------------------------------------------------------------------------------------
-# Building dataclasses from plain dicts, with type checks that name the key.
-
-
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
-    if origin in (typing.Union, types.UnionType):
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
-    if origin is list:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
-    return getattr(tp, "__name__", str(tp))
-
-
-def _coerce(value: Any, tp: Any, key: str) -> Any:
-    """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
-    origin = typing.get_origin(tp)
-    bad = HeadsteerError(f"config key '{key}' = {value!r} has the wrong type; expected {_type_name(tp)}")
-    if origin in (typing.Union, types.UnionType):
-        args = typing.get_args(tp)
-        if value is None and type(None) in args:
-            return None
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, key)
-            except HeadsteerError:
-                pass
-        raise bad
-    if origin is Literal:
-        if value not in typing.get_args(tp):
-            raise bad
-        return value
-    if origin is list:
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        (inner,) = typing.get_args(tp)
-        return [_coerce(v, inner, f"{key}[{i}]") for i, v in enumerate(value)]
-    if tp is bool:
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise bad
-        return value
-    if tp is float:
-        if isinstance(value, str):  # YAML 1.1 reads '1e-4' (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad
-        return float(value)
-    if tp is str:
-        if not isinstance(value, str):
-            raise bad
-        return value
-    if dataclasses.is_dataclass(tp):
-        return from_dict(tp, value, key)
-    raise bad
-
-
-def from_dict(cls: type, data: Any, prefix: str = "") -> Any:
-    """Build dataclass `cls` from a nested dict, rejecting unknown keys and wrong types."""
-    where = f"'{prefix}'" if prefix else "the top level"
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise HeadsteerError(f"config section {where} must be a mapping, got {data!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in data.items():
-        full = f"{prefix}.{key}" if prefix else str(key)
-        if key not in names:
-            raise HeadsteerError(
-                f"unknown config key '{full}'; valid keys in {where}: {', '.join(names)}")
-        kwargs[key] = _coerce(value, hints[key], full)
-    return cls(**kwargs)
-
-
-def to_dict(cfg: Any) -> dict:
-    return dataclasses.asdict(cfg)
-
-
-def apply_override(data: dict, assignment: str) -> None:
-    """Apply one `a.b.c=value` override (value parsed as YAML) to the nested dict `data`."""
-    if "=" not in assignment:
-        raise HeadsteerError(f"override '{assignment}' is not of the form key.sub=value")
-    key, raw = assignment.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw != "" else None
-    except yaml.YAMLError as exc:
-        raise HeadsteerError(f"override '{assignment}': value is not valid YAML ({exc.problem})") from None
-    parts = key.strip().split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise HeadsteerError(f"override '{assignment}': '{part}' is not a section")
-        node = child
-    node[parts[-1]] = value
-
-
-def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config (or defaults when `path` is None), apply overrides, validate."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise HeadsteerError(f"config file {path} not found; the shipped configs are in configs/")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise HeadsteerError(f"config file {path} is not valid YAML: {exc}") from None
-    for assignment in overrides:
-        apply_override(data, assignment)
-    return from_dict(RunConfig, data)

@@ -3,6 +3,7 @@
 One process per device. Rank 0 writes every artifact; the others compute and wait at barriers.
 Single-process runs (no WORLD_SIZE in the environment) never touch torch.distributed.
 """
+
 from __future__ import annotations
 
 import os
@@ -66,6 +67,7 @@ def all_reduce_sum_autograd(t: torch.Tensor) -> torch.Tensor:
     if not _INFO.enabled:
         return t
     import torch.distributed.nn.functional as dist_fn
+
     return dist_fn.all_reduce(t, op=dist.ReduceOp.SUM)
 
 

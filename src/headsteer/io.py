@@ -4,6 +4,7 @@ Every write goes to a temporary file in the same folder and is renamed into plac
 full disk never leaves a half-written artifact where a finished one is expected. Our artifacts are
 JSON + safetensors only (no pickles).
 """
+
 from __future__ import annotations
 
 import errno
@@ -35,8 +36,10 @@ def _atomic(path: Path, write: Callable[[str], None]) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise HeadsteerError(f"disk full while writing {path}; nothing was half-written (the previous "
-                                 "version, if any, is intact): free space and run the same command again") from None
+            raise HeadsteerError(
+                f"disk full while writing {path}; nothing was half-written (the previous "
+                "version, if any, is intact): free space and run the same command again"
+            ) from None
         raise
 
 
@@ -47,7 +50,13 @@ def write_json(path: str | Path, obj: Any) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+
     _atomic(Path(path), write)
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file (UTF-8) atomically."""
+    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
 
 
 def read_json(path: str | Path) -> Any:
@@ -72,19 +81,27 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise HeadsteerError(f"{path} is not a readable .safetensors file ({exc}); delete it and re-run its stage") from None
+        raise HeadsteerError(
+            f"{path} is not a readable .safetensors file ({exc}); delete it and re-run its stage"
+        ) from None
 
 
 def git_sha() -> str:
     """The commit of the headsteer source tree, or 'unknown' outside a git checkout."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
         sha = out.stdout.strip()
         if out.returncode != 0 or not sha:
             return "unknown"
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                               cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=Path(__file__).parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
         return sha + ("-dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
@@ -94,8 +111,13 @@ def git_sha() -> str:
 # Checkpoints: model + optimizer tensors in one .safetensors file, the rest as JSON metadata in it.
 
 
-def save_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None,
-                    state: dict, extra: dict[str, torch.Tensor] | None = None) -> None:
+def save_checkpoint(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict,
+    extra: dict[str, torch.Tensor] | None = None,
+) -> None:
     """Write model weights, optimizer state, a JSON-able `state` dict and `extra` tensors (RNG states)
     to one file, atomically."""
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
@@ -121,7 +143,7 @@ def checkpoint_state(path: str | Path) -> dict:
 
 def checkpoint_extra(path: str | Path) -> dict[str, torch.Tensor]:
     """The `extra` tensors stored by `save_checkpoint`."""
-    return {k[len("extra."):]: v for k, v in read_tensors(path).items() if k.startswith("extra.")}
+    return {k[len("extra.") :]: v for k, v in read_tensors(path).items() if k.startswith("extra.")}
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
@@ -130,14 +152,15 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
     tensors = read_tensors(path)
     with safe_open(str(path), framework="pt") as f:
         meta = json.loads(f.metadata()["headsteer"])
-    model_sd = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[1].strip() if len(str(exc).splitlines()) > 1 else str(exc)
         raise HeadsteerError(
             f"checkpoint {path} does not match the configured model ({first}); "
-            "use the config that made it, or another --out") from None
+            "use the config that made it, or another --out"
+        ) from None
     if optimizer is not None and "param_groups" in meta:
         state: dict[int, dict] = {}
         for key, value in tensors.items():

@@ -1,4 +1,5 @@
 """One function per figure. Each takes plain numbers (lists / tensors) and a path, writes a PNG."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -9,8 +10,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-STYLE = {"per_class": ("#1f77b4", "per-class frequent"), "global": ("#d62728", "global frequent"),
-         "random": ("#7f7f7f", "random"), "per_class_specific": ("#2ca02c", "per-class specific (lift)")}
+STYLE = {
+    "per_class": ("#1f77b4", "per-class frequent"),
+    "global": ("#d62728", "global frequent"),
+    "random": ("#7f7f7f", "random"),
+    "per_class_specific": ("#2ca02c", "per-class specific (lift)"),
+}
 DPI = 110
 
 
@@ -32,8 +37,7 @@ def _min_span(ax, span: float) -> None:
         ax.set_ylim(mid - span / 2, mid + span / 2)
 
 
-def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_range=(0.0, None),
-                    title: str = "") -> Path:
+def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_range=(0.0, None), title: str = "") -> Path:
     """Paper Fig. 2 (and Fig. 4 with alpha_range=(None, 0)): accuracy and steered-layer usage vs alpha."""
     a = np.array(alphas)
     lo, hi = alpha_range
@@ -55,8 +59,12 @@ def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_rang
     axes[1].axhline(baseline["head_usage"], color="k", lw=0.8, ls=":", label="unsteered")
     axes[0].set(xlabel="amplification strength α", ylabel="test accuracy (%)", title="Accuracy")
     _min_span(axes[0], 2.0)
-    axes[1].set(xlabel="amplification strength α", ylabel="head usage ratio (steered layer)", title="Head usage",
-                ylim=(-0.02, 1.02))
+    axes[1].set(
+        xlabel="amplification strength α",
+        ylabel="head usage ratio (steered layer)",
+        title="Head usage",
+        ylim=(-0.02, 1.02),
+    )
     for ax in axes:
         ax.grid(alpha=0.3)
     axes[1].legend(fontsize=8, loc="best")
@@ -74,18 +82,31 @@ def head_patterns(top: list[dict], num_heads: int, path: Path) -> Path:
         return _save(fig, path)
     before = np.array([t["head_keep_before"] for t in top]).T  # (H, n)
     after = np.array([t["head_keep_after"] for t in top]).T
-    cols = [f"{t['class']}\nacc {100 * t['accuracy_before']:.0f}→{100 * t['accuracy_after']:.0f}%\n"
-            f"usage {t['usage_before']:.2f}→{t['usage_after']:.2f}" for t in top]
+    cols = [
+        f"{t['class']}\nacc {100 * t['accuracy_before']:.0f}→{100 * t['accuracy_after']:.0f}%\n"
+        f"usage {t['usage_before']:.2f}→{t['usage_after']:.2f}"
+        for t in top
+    ]
     fig, axes = plt.subplots(1, 2, figsize=(2.2 * len(top) * 2 + 1, 0.55 * num_heads + 2.2))
-    for ax, data, name in ((axes[0], before, "before steering"), (axes[1], after, f"after per-class steering (α={top[0]['alpha']})")):
+    for ax, data, name in (
+        (axes[0], before, "before steering"),
+        (axes[1], after, f"after per-class steering (α={top[0]['alpha']})"),
+    ):
         im = ax.imshow(data, cmap="Blues", vmin=0, vmax=1, aspect="auto")
         ax.set_xticks(range(len(cols)), cols, fontsize=8)
         ax.set_yticks(range(num_heads), [f"h{h}" for h in range(num_heads)])
         ax.set_title(name)
         for i in range(data.shape[0]):
             for j in range(data.shape[1]):
-                ax.text(j, i, f"{data[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if data[i, j] > 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{data[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if data[i, j] > 0.6 else "black",
+                )
     fig.colorbar(im, ax=axes, label="fraction of the class's test images keeping the head", shrink=0.8)
     return _save(fig, path)
 
@@ -103,8 +124,15 @@ def class_overlap_matrix(iou, classes: list[str], pairs: list[dict], path: Path)
     if C <= 20:
         for i in range(C):
             for j in range(C):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=6,
-                        color="white" if m[i, j] < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if m[i, j] < 0.6 else "black",
+                )
     fig.colorbar(im, ax=ax, label="IoU of per-class top-|S| latent sets", shrink=0.8)
     text = "most similar pairs (IoU):\n" + "\n".join(f"{p['a']} / {p['b']}: {p['iou']:.2f}" for p in pairs[:6])
     ax.text(1.25, 0.0, text, transform=ax.transAxes, fontsize=8, va="bottom", family="monospace")
@@ -146,21 +174,42 @@ def pruning_overview(keep_rate_per_head, usage_per_layer, target: float, path: P
     axes[0].set_yticks(range(L), [f"layer {i}" for i in range(L)])
     for i in range(L):
         for j in range(H):
-            axes[0].text(j, i, f"{k[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                         color="white" if k[i, j] > 0.6 else "black")
+            axes[0].text(
+                j,
+                i,
+                f"{k[i, j]:.2f}",
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if k[i, j] > 0.6 else "black",
+            )
     axes[0].set_title("fraction of test images keeping each head")
     fig.colorbar(im, ax=axes[0], shrink=0.8)
     axes[1].barh(range(L), usage_per_layer, color="#1f77b4")
     axes[1].axvline(target, color="r", ls="--", label=f"target γ={target}")
-    axes[1].set(yticks=range(L), yticklabels=[f"layer {i}" for i in range(L)], xlim=(0, 1.05),
-                xlabel="head usage ratio", title="usage per layer")
+    axes[1].set(
+        yticks=range(L),
+        yticklabels=[f"layer {i}" for i in range(L)],
+        xlim=(0, 1.05),
+        xlabel="head usage ratio",
+        title="usage per layer",
+    )
     axes[1].invert_yaxis()
     axes[1].legend(fontsize=8)
     return _save(fig, path)
 
 
-def latent_card(latent: int, images, activations, freq_per_class, classes: list[str], overall_freq: float,
-                path: Path, mean=(0.5,), std=(0.5,)) -> Path:
+def latent_card(
+    latent: int,
+    images,
+    activations,
+    freq_per_class,
+    classes: list[str],
+    overall_freq: float,
+    path: Path,
+    mean=(0.5,),
+    std=(0.5,),
+) -> Path:
     """Top-activating test images, the class histogram of firing frequency, and the overall frequency."""
     n = len(images)
     fig = plt.figure(figsize=(11, 2.6))
@@ -171,13 +220,16 @@ def latent_card(latent: int, images, activations, freq_per_class, classes: list[
         ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray" if img.shape[0] == 1 else None)
         ax.set_title(f"{activations[i]:.2f}", fontsize=7)
         ax.axis("off")
-    ax = fig.add_subplot(grid[0, n + 1:])
+    ax = fig.add_subplot(grid[0, n + 1 :])
     f = np.array(freq_per_class)
     order = np.argsort(-f)[:10]
     ax.barh(range(len(order)), f[order], color="#1f77b4")
     ax.set_yticks(range(len(order)), [classes[c] for c in order], fontsize=7)
     ax.invert_yaxis()
     ax.set(xlim=(0, 1), xlabel="firing frequency in class (train)")
-    fig.suptitle(f"latent {latent} — fires on {100 * overall_freq:.1f} % of training images; "
-                 f"top-{n} test activations (value above each)", fontsize=9)
+    fig.suptitle(
+        f"latent {latent} — fires on {100 * overall_freq:.1f} % of training images; "
+        f"top-{n} test activations (value above each)",
+        fontsize=9,
+    )
     return _save(fig, path)

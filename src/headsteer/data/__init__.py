@@ -1,4 +1,5 @@
 """Datasets with class names: Fashion-MNIST (embedded default) and CIFAR-100 (the paper's)."""
+
 from __future__ import annotations
 
 from headsteer.config import DataConfig
@@ -12,9 +13,11 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     """Load the configured dataset, cut to train_limit / test_limit."""
     if cfg.name == "fashion_mnist":
         from headsteer.data.fashion_mnist import load_fashion_mnist
+
         ds = load_fashion_mnist(cfg.root)
     else:
         from headsteer.data.cifar100 import load_cifar100
+
         ds = load_cifar100(cfg.root, cfg.download)
     ds.train = ds.train.head(cfg.train_limit)
     ds.test = ds.test.head(cfg.test_limit)

@@ -4,6 +4,7 @@ Both datasets here fit in memory as uint8 (Fashion-MNIST 55 MB, CIFAR-100 184 MB
 sliced from tensors and augmented on the tensor (see transforms.py): no DataLoader workers to spawn,
 and the order is a pure function of (seed, epoch), which makes runs resumable at any step.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -51,8 +52,9 @@ class ImageDataset:
         return self.train.images.shape[-1]
 
 
-def batch_indices(n: int, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0,
-                  drop_last: bool = False) -> list[torch.Tensor]:
+def batch_indices(
+    n: int, batch_size: int, shuffle: bool, seed: int = 0, epoch: int = 0, drop_last: bool = False
+) -> list[torch.Tensor]:
     """Index batches for one epoch; the permutation depends only on (seed, epoch)."""
     if shuffle:
         g = torch.Generator().manual_seed(seed * 100003 + epoch)

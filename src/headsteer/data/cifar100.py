@@ -1,4 +1,5 @@
 """CIFAR-100 through torchvision (its on-disk `cifar-100-python/` layout), fine labels and names."""
+
 from __future__ import annotations
 
 import os
@@ -45,8 +46,10 @@ def _reader():
 def load_cifar100(root: str | None = None, download: bool = False) -> ImageDataset:
     CIFAR100 = _reader()
     folder = Path(root or DEFAULT_ROOT)
-    fix = (f"put torchvision's `cifar-100-python/` folder (train, test, meta) under {folder}, "
-           "or set data.download=true on a machine with network access")
+    fix = (
+        f"put torchvision's `cifar-100-python/` folder (train, test, meta) under {folder}, "
+        "or set data.download=true on a machine with network access"
+    )
     splits = {}
     classes: list[str] = []
     for split, train in (("train", True), ("test", False)):
@@ -57,7 +60,9 @@ def load_cifar100(root: str | None = None, download: bool = False) -> ImageDatas
         except OSError as exc:  # download attempted without network
             raise HeadsteerError(f"CIFAR-100 could not be downloaded to {folder} ({exc}); {fix}") from None
         except Exception as exc:  # unpickling a truncated file raises several types
-            raise HeadsteerError(f"CIFAR-100 files in {folder} are unreadable ({type(exc).__name__}: {exc}); {fix}") from None
+            raise HeadsteerError(
+                f"CIFAR-100 files in {folder} are unreadable ({type(exc).__name__}: {exc}); {fix}"
+            ) from None
         images = torch.from_numpy(np.ascontiguousarray(ds.data)).permute(0, 3, 1, 2).contiguous()  # (N, 3, 32, 32)
         labels = torch.tensor(ds.targets, dtype=torch.int64)
         if images.shape[1:] != (3, 32, 32) or images.shape[0] != labels.shape[0]:

@@ -4,6 +4,7 @@ The idx reader is written by hand (30 lines) because torchvision's FashionMNIST 
 own `FashionMNIST/raw` layout and on downloading; here we want any folder, gzipped or not, and an
 error that names the broken file.
 """
+
 from __future__ import annotations
 
 import gzip
@@ -17,15 +18,18 @@ from headsteer.data.base import ImageDataset, ImageSplit
 from headsteer.errors import HeadsteerError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
-CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-           "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
+CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 FILES = {
-    "train_images": "train-images-idx3-ubyte", "train_labels": "train-labels-idx1-ubyte",
-    "test_images": "t10k-images-idx3-ubyte", "test_labels": "t10k-labels-idx1-ubyte",
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
 }
 MEAN, STD = (0.2860,), (0.3530,)
-_FIX = ("install it with `apt-get install dataset-fashion-mnist` (make demo does this) "
-        "or set data.root to a folder holding the four idx files")
+_FIX = (
+    "install it with `apt-get install dataset-fashion-mnist` (make demo does this) "
+    "or set data.root to a folder holding the four idx files"
+)
 
 
 def _find(root: Path, stem: str) -> Path:
@@ -52,7 +56,8 @@ def read_idx(path: Path) -> np.ndarray:
     if len(raw) - header != expected:
         raise HeadsteerError(
             f"{path} is truncated or corrupt: header says {expected} bytes of data, file has "
-            f"{len(raw) - header}; {_FIX}")
+            f"{len(raw) - header}; {_FIX}"
+        )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
@@ -66,9 +71,12 @@ def load_fashion_mnist(root: str | None = None) -> ImageDataset:
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         if images.ndim != 3 or labels.ndim != 1 or images.shape[0] != labels.shape[0]:
             raise HeadsteerError(
-                f"Fashion-MNIST {split} files disagree: images {images.shape}, labels {labels.shape}; {_FIX}")
+                f"Fashion-MNIST {split} files disagree: images {images.shape}, labels {labels.shape}; {_FIX}"
+            )
         if labels.size and labels.max() >= len(CLASSES):
             raise HeadsteerError(f"Fashion-MNIST {split} labels go up to {labels.max()}, expected < 10; {_FIX}")
-        splits[split] = ImageSplit(torch.from_numpy(images.copy()).unsqueeze(1),  # (N, 1, 28, 28)
-                                   torch.from_numpy(labels.astype(np.int64)))
+        splits[split] = ImageSplit(
+            torch.from_numpy(images.copy()).unsqueeze(1),  # (N, 1, 28, 28)
+            torch.from_numpy(labels.astype(np.int64)),
+        )
     return ImageDataset("fashion_mnist", list(CLASSES), splits["train"], splits["test"], MEAN, STD)

@@ -3,6 +3,7 @@
 Done on whole batches (on the training device) rather than per PIL image: the data already sits in
 memory as a tensor, and this keeps augmentation a pure function of a seeded generator.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -6,6 +6,7 @@ gradient; eval: the deterministic mask sigmoid(a) > 0.5. A masked head contribut
 `proj` (Eq. 1). `override_decision_input` replaces the decision input of one layer (how steering
 acts) without touching the residual stream.
 """
+
 from __future__ import annotations
 
 from contextlib import contextmanager
@@ -40,29 +41,47 @@ class AdaViTOutput:
 def block_forward(blk: Block, x: torch.Tensor, head_mask: Optional[torch.Tensor], skip: bool = False) -> torch.Tensor:
     """timm's pre-norm Block.forward, with the head mask passed to the attention."""
     x = x + blk.drop_path1(blk.ls1(blk.attn(blk.norm1(x), head_mask=head_mask, skip=skip)))
-    x = x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
-    return x
+    return block_mlp(blk, x)
+
+
+def block_mlp(blk: Block, x: torch.Tensor) -> torch.Tensor:
+    """The second half of a timm Block: x + MLP(norm2(x)), for x (B, N, d) after the attention."""
+    return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
 
 
 class AdaViT(nn.Module):
-    def __init__(self, vit: VisionTransformer, pruned_layers: list[int], decision_hidden: int = 0,
-                 decision_norm: bool = False, decision_init_bias: float = 3.0, tau: float = 5.0):
+    def __init__(
+        self,
+        vit: VisionTransformer,
+        pruned_layers: list[int],
+        decision_hidden: int = 0,
+        decision_norm: bool = False,
+        decision_init_bias: float = 3.0,
+        tau: float = 5.0,
+    ):
         super().__init__()
         if not isinstance(vit, VisionTransformer) or vit.cls_token is None:
-            raise HeadsteerError(f"{type(vit).__name__} is not a timm VisionTransformer with a CLS token; "
-                                 "choose a vit_* architecture (model.arch)")
+            raise HeadsteerError(
+                f"{type(vit).__name__} is not a timm VisionTransformer with a CLS token; "
+                "choose a vit_* architecture (model.arch)"
+            )
         for i, blk in enumerate(vit.blocks):
             if type(blk) is not Block or not isinstance(blk.attn, GatedAttention):
-                raise HeadsteerError(f"block {i} of this architecture is a {type(blk).__name__}; only timm's "
-                                     "pre-norm Block with standard attention is supported (e.g. vit_small_patch16_224)")
+                raise HeadsteerError(
+                    f"block {i} of this architecture is a {type(blk).__name__}; only timm's "
+                    "pre-norm Block with standard attention is supported (e.g. vit_small_patch16_224)"
+                )
         self.vit = vit
         self.depth = len(vit.blocks)
         self.num_heads = vit.blocks[0].attn.num_heads
         self.embed_dim = vit.embed_dim
-        self.pruned_layers = sorted(self.resolve_layer(i) for i in pruned_layers)
-        self.decisions = nn.ModuleDict({
-            str(i): DecisionNet(self.embed_dim, self.num_heads, decision_hidden, decision_norm, decision_init_bias)
-            for i in self.pruned_layers})
+        self.pruned_layers = sorted({self.resolve_layer(i, "model.pruned_layers entry") for i in pruned_layers})
+        self.decisions = nn.ModuleDict(
+            {
+                str(i): DecisionNet(self.embed_dim, self.num_heads, decision_hidden, decision_norm, decision_init_bias)
+                for i in self.pruned_layers
+            }
+        )
         self.tau = tau
         self.gating = True
         """False = dense model: every head kept, decision networks not run."""
@@ -73,11 +92,14 @@ class AdaViT(nn.Module):
         self._overrides: dict[int, tuple[Callable[[torch.Tensor], torch.Tensor], bool]] = {}
 
     # ---------------------------------------------------------------------------------------------
-    def resolve_layer(self, layer: int) -> int:
-        """Map a possibly negative block index to 0..depth-1, with a clear error when out of range."""
+    def resolve_layer(self, layer: int, key: str = "layer") -> int:
+        """Map a possibly negative block index to 0..depth-1; the one check of a layer index, whose
+        error names the config `key` it came from."""
         if not -self.depth <= layer < self.depth:
-            raise HeadsteerError(f"layer {layer} does not exist: the model has {self.depth} blocks "
-                                 f"(valid: 0..{self.depth - 1} or -{self.depth}..-1)")
+            raise HeadsteerError(
+                f"{key}={layer} does not exist: the model has {self.depth} blocks "
+                f"(valid: 0..{self.depth - 1} or -{self.depth}..-1)"
+            )
         return layer % self.depth
 
     def decision_parameters(self) -> list[nn.Parameter]:
@@ -87,8 +109,9 @@ class AdaViT(nn.Module):
         return list(self.vit.parameters())
 
     @contextmanager
-    def override_decision_input(self, layer: int, fn: Callable[[torch.Tensor], torch.Tensor],
-                                replace_stream_cls: bool = False) -> Iterator[None]:
+    def override_decision_input(
+        self, layer: int, fn: Callable[[torch.Tensor], torch.Tensor], replace_stream_cls: bool = False
+    ) -> Iterator[None]:
         """Within the block, the decision network of `layer` reads fn(cls) instead of cls, (B, d) -> (B, d).
 
         With `replace_stream_cls`, the residual stream's CLS token is replaced by fn(cls) too.
@@ -132,8 +155,9 @@ class AdaViT(nn.Module):
             mask = det = deterministic_mask(a)
         return mask, a, det, x
 
-    def forward_from(self, x: torch.Tensor, start: int = 0, capture: tuple[int, ...] = (),
-                     fixed_masks: Optional[torch.Tensor] = None) -> AdaViTOutput:
+    def forward_from(
+        self, x: torch.Tensor, start: int = 0, capture: tuple[int, ...] = (), fixed_masks: Optional[torch.Tensor] = None
+    ) -> AdaViTOutput:
         """Run blocks start..L-1 on tokens x (B, N, d), then the norm and the head.
 
         fixed_masks (B, L, H): use these head masks instead of the decision networks' (benchmarks,
@@ -159,11 +183,20 @@ class AdaViT(nn.Module):
                 mask, a, det = None, inf, ones
             x = block_forward(blk, x, mask, skip=self.skip_pruned_heads and not self.training)
             masks.append(ones if mask is None else mask), logits_all.append(a), det_all.append(det)
-        x = self.vit.norm(x)
-        logits = self.vit.forward_head(x)
-        return AdaViTOutput(logits=logits, masks=torch.stack(masks, 1), decision_logits=torch.stack(logits_all, 1),
-                            decision_masks=torch.stack(det_all, 1), captured=captured)
+        logits = self.head_logits(x)
+        return AdaViTOutput(
+            logits=logits,
+            masks=torch.stack(masks, 1),
+            decision_logits=torch.stack(logits_all, 1),
+            decision_masks=torch.stack(det_all, 1),
+            captured=captured,
+        )
 
-    def forward(self, images: torch.Tensor, capture: tuple[int, ...] = (),
-                fixed_masks: Optional[torch.Tensor] = None) -> AdaViTOutput:
+    def head_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Final norm, pooling and classifier: tokens leaving the last block (B, N, d) -> (B, num_classes)."""
+        return self.vit.forward_head(self.vit.norm(x))
+
+    def forward(
+        self, images: torch.Tensor, capture: tuple[int, ...] = (), fixed_masks: Optional[torch.Tensor] = None
+    ) -> AdaViTOutput:
         return self.forward_from(self.embed(images), 0, capture, fixed_masks)

@@ -1,4 +1,5 @@
 """Build an AdaViT from a ModelConfig through timm (weights from the hub or a local file)."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +25,7 @@ def _file_head_classes(path: Path) -> int | None:
     try:
         if path.suffix == ".safetensors":
             from safetensors import safe_open
+
             with safe_open(str(path), framework="pt") as f:
                 return f.get_slice("head.weight").get_shape()[0] if "head.weight" in f.keys() else None
         if path.suffix in (".pth", ".pt", ".bin"):
@@ -40,18 +42,23 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
     """timm ViT with gated attention (weights loaded strictly by timm) + decision networks."""
     if cfg.arch not in timm.list_models():
         close = [m for m in timm.list_models("vit_*") if cfg.arch.split("_")[1:2] and cfg.arch.split("_")[1] in m][:8]
-        raise HeadsteerError(f"unknown timm architecture model.arch='{cfg.arch}'; try e.g. "
-                             f"{', '.join(close or ['vit_tiny_patch16_224', 'vit_small_patch16_224'])}")
-    kwargs: dict = dict(num_classes=num_classes, in_chans=in_chans, attn_layer=GatedAttention,
-                        drop_path_rate=cfg.drop_path_rate)
+        raise HeadsteerError(
+            f"unknown timm architecture model.arch='{cfg.arch}'; try e.g. "
+            f"{', '.join(close or ['vit_tiny_patch16_224', 'vit_small_patch16_224'])}"
+        )
+    kwargs: dict = dict(
+        num_classes=num_classes, in_chans=in_chans, attn_layer=GatedAttention, drop_path_rate=cfg.drop_path_rate
+    )
     kwargs.update({k: getattr(cfg, k) for k in GEOMETRY if getattr(cfg, k) is not None})
-    if cfg.pretrained:
+    if cfg.loads_pretrained:
         kwargs["pretrained"] = True
         if cfg.pretrained_file is not None:
             path = Path(cfg.pretrained_file).expanduser().resolve()
             if not path.is_file():
-                raise HeadsteerError(f"model.pretrained_file {path} not found; point it at a weights file "
-                                     f"for {cfg.arch} (.safetensors, .pth or .npz)")
+                raise HeadsteerError(
+                    f"model.pretrained_file {path} not found; point it at a weights file "
+                    f"for {cfg.arch} (.safetensors, .pth or .npz)"
+                )
             overlay = dict(file=str(path))
             if _file_head_classes(path) == num_classes:  # our own checkpoints: keep their head too
                 overlay["num_classes"] = num_classes
@@ -63,20 +70,17 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
             raise HeadsteerError(
                 f"pretrained file {cfg.pretrained_file} does not match architecture {cfg.arch} with "
                 f"{ {k: v for k, v in kwargs.items() if k in GEOMETRY} } ({_first_line_of_mismatch(exc)}); "
-                "use weights saved from that architecture or change model.arch / the geometry fields") from None
+                "use weights saved from that architecture or change model.arch / the geometry fields"
+            ) from None
         raise
     except OSError as exc:  # hub download without network
         raise HeadsteerError(
             f"could not fetch pretrained weights for {cfg.arch} ({type(exc).__name__}); this machine may have "
-            "no network: download them elsewhere and set model.pretrained_file=PATH") from None
+            "no network: download them elsewhere and set model.pretrained_file=PATH"
+        ) from None
     if cfg.num_heads is not None and vit.embed_dim % cfg.num_heads:
         raise HeadsteerError(f"model.embed_dim={vit.embed_dim} is not divisible by model.num_heads={cfg.num_heads}")
-    depth = len(vit.blocks)
-    layers = cfg.pruned_layers if cfg.pruned_layers is not None else list(range(depth))
-    for i in layers:
-        if not -depth <= i < depth:
-            raise HeadsteerError(f"model.pruned_layers contains {i}, but the model has {depth} blocks "
-                                 f"(valid: 0..{depth - 1} or negative from the end)")
+    layers = cfg.pruned_layers if cfg.pruned_layers is not None else list(range(len(vit.blocks)))
     model = AdaViT(vit, layers, cfg.decision_hidden, cfg.decision_norm, cfg.decision_init_bias, cfg.tau)
     model.skip_pruned_heads = cfg.skip_pruned_heads
     return model
@@ -84,7 +88,7 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
 
 def normalization(model: AdaViT, cfg: ModelConfig, dataset_mean: tuple, dataset_std: tuple) -> tuple[tuple, tuple]:
     """Pretrained weights keep the normalisation they were trained with; scratch models use the data's."""
-    if cfg.pretrained:
+    if cfg.loads_pretrained:
         data_cfg = timm.data.resolve_model_data_config(model.vit)
         mean, std = tuple(data_cfg["mean"]), tuple(data_cfg["std"])
         in_chans = model.vit.patch_embed.proj.in_channels
@@ -97,9 +101,12 @@ def normalization(model: AdaViT, cfg: ModelConfig, dataset_mean: tuple, dataset_
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load a model.safetensors written by the prune stage, with a clear error on mismatch."""
     from headsteer.io import read_tensors
+
     state = read_tensors(path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise HeadsteerError(f"weights {path} do not match the configured model ({_first_line_of_mismatch(exc)}); "
-                             "use the config that trained them") from None
+        raise HeadsteerError(
+            f"weights {path} do not match the configured model ({_first_line_of_mismatch(exc)}); "
+            "use the config that trained them"
+        ) from None

@@ -1,4 +1,5 @@
 """Decision networks (CLS token -> head logits) and Gumbel-Sigmoid straight-through masks."""
+
 from __future__ import annotations
 
 import torch

@@ -4,6 +4,7 @@ Counted: patch embedding, per kept head its qkv slice (T·d·3D), attention (QK�
 slice (T·D·d), the MLP (2·T·d·hidden), decision networks and the classifier. Norms, softmax, GELU and
 additions are left out (well under 1 % for ViTs).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,8 +42,10 @@ def count_macs(model: AdaViT, masks: torch.Tensor) -> MacCount:
     patch = pe.num_patches * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
     per_head = T * d * 3 * D + 2 * T * T * D + T * D * d
     mlp = sum(2 * T * d * blk.mlp.fc1.out_features for blk in vit.blocks)
-    decision = sum(sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.ndim == 2)
-                   for net in model.decisions.values())
+    decision = sum(
+        sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.ndim == 2)
+        for net in model.decisions.values()
+    )
     head = d * vit.head.out_features if hasattr(vit.head, "out_features") else 0
     fixed = patch + mlp + head
     kept = masks.float().sum(dim=(1, 2))  # (N,)

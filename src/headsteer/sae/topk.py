@@ -6,6 +6,7 @@ Written by hand (about 100 lines, torch only) rather than depending on SAELens, 
 TransformerLens and a language-model stack; the files it writes load in SAELens
 (`SAE.load_from_disk`). Weight layout follows SAELens: W_enc (d_in, d_sae), W_dec (d_sae, d_in).
 """
+
 from __future__ import annotations
 
 import json
@@ -41,8 +42,10 @@ def topk_relu(pre_acts: torch.Tensor, k: int) -> torch.Tensor:
 class TopKSAE(nn.Module):
     def __init__(self, d_in: int, d_sae: int, k: int, hook_name: str = "", model_name: str = ""):
         super().__init__()
-        if not 1 <= k <= d_sae:
-            raise HeadsteerError(f"k={k} must be in 1..d_sae={d_sae}")
+        if not 1 <= k <= d_sae:  # the one check of k against d_sae (d_sae is known only here, from d_in)
+            raise HeadsteerError(
+                f"sae.k={k} must be in 1..d_sae={d_sae} (d_in {d_in}); lower sae.k or raise sae.expansion / sae.d_sae"
+            )
         self.d_in, self.d_sae, self.k = d_in, d_sae, k
         self.hook_name, self.model_name = hook_name, model_name
         W_dec = torch.randn(d_sae, d_in)
@@ -80,43 +83,68 @@ class TopKSAE(nn.Module):
     # --- SAELens v6 folder: cfg.json + sae_weights.safetensors ---
     def saelens_cfg(self) -> dict:
         return {
-            "architecture": "topk", "d_in": self.d_in, "d_sae": self.d_sae, "k": self.k,
-            "dtype": "float32", "device": "cpu", "apply_b_dec_to_input": True,
-            "normalize_activations": "none", "reshape_activations": "none",
+            "architecture": "topk",
+            "d_in": self.d_in,
+            "d_sae": self.d_sae,
+            "k": self.k,
+            "dtype": "float32",
+            "device": "cpu",
+            "apply_b_dec_to_input": True,
+            "normalize_activations": "none",
+            "reshape_activations": "none",
             "rescale_acts_by_decoder_norm": False,
-            "metadata": {"sae_lens_version": SAELENS_VERSION, "sae_lens_training_version": SAELENS_VERSION,
-                         "model_name": self.model_name, "hook_name": self.hook_name,
-                         "hook_head_index": None, "prepend_bos": False, "context_size": 1},
+            "metadata": {
+                "sae_lens_version": SAELENS_VERSION,
+                "sae_lens_training_version": SAELENS_VERSION,
+                "model_name": self.model_name,
+                "hook_name": self.hook_name,
+                "hook_head_index": None,
+                "prepend_bos": False,
+                "context_size": 1,
+            },
         }
 
     def save(self, folder: str | Path) -> None:
         from headsteer.io import write_json, write_tensors
+
         folder = Path(folder)
-        write_tensors(folder / WEIGHTS_NAME, {"W_enc": self.W_enc, "b_enc": self.b_enc,
-                                              "W_dec": self.W_dec, "b_dec": self.b_dec})
+        write_tensors(
+            folder / WEIGHTS_NAME, {"W_enc": self.W_enc, "b_enc": self.b_enc, "W_dec": self.W_dec, "b_dec": self.b_dec}
+        )
         write_json(folder / CFG_NAME, self.saelens_cfg())
 
     @classmethod
     def load(cls, folder: str | Path, expected_d_in: Optional[int] = None) -> "TopKSAE":
         from headsteer.io import read_tensors
+
         folder = Path(folder)
         cfg_path = folder / CFG_NAME
         if not cfg_path.is_file():
-            raise HeadsteerError(f"{cfg_path} not found: not an SAE folder (cfg.json + {WEIGHTS_NAME}); run `headsteer sae`")
+            raise HeadsteerError(
+                f"{cfg_path} not found: not an SAE folder (cfg.json + {WEIGHTS_NAME}); run `headsteer sae`"
+            )
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("architecture") != "topk":
-            raise HeadsteerError(f"SAE in {folder} has architecture {cfg.get('architecture')!r}; only 'topk' is supported")
+            raise HeadsteerError(
+                f"SAE in {folder} has architecture {cfg.get('architecture')!r}; only 'topk' is supported"
+            )
         if expected_d_in is not None and cfg["d_in"] != expected_d_in:
-            raise HeadsteerError(f"SAE in {folder} has d_in={cfg['d_in']} but the model's residual width is "
-                                 f"{expected_d_in}; train an SAE on this model's activations (`headsteer sae`)")
+            raise HeadsteerError(
+                f"SAE in {folder} has d_in={cfg['d_in']} but the model's residual width is "
+                f"{expected_d_in}; train an SAE on this model's activations (`headsteer sae`)"
+            )
         if cfg.get("normalize_activations", "none") != "none" or not cfg.get("apply_b_dec_to_input", True):
-            raise HeadsteerError(f"SAE in {folder} uses input normalisation or no b_dec on the input; "
-                                 "only normalize_activations='none', apply_b_dec_to_input=true are supported")
+            raise HeadsteerError(
+                f"SAE in {folder} uses input normalisation or no b_dec on the input; "
+                "only normalize_activations='none', apply_b_dec_to_input=true are supported"
+            )
         meta = cfg.get("metadata", {})
         sae = cls(cfg["d_in"], cfg["d_sae"], cfg["k"], meta.get("hook_name", ""), meta.get("model_name", ""))
         tensors = read_tensors(folder / WEIGHTS_NAME)
         try:
             sae.load_state_dict({k: tensors[k] for k in ("W_enc", "b_enc", "W_dec", "b_dec")}, strict=True)
         except (KeyError, RuntimeError) as exc:
-            raise HeadsteerError(f"SAE weights in {folder} do not match its cfg.json ({exc}); re-run `headsteer sae`") from None
+            raise HeadsteerError(
+                f"SAE weights in {folder} do not match its cfg.json ({exc}); re-run `headsteer sae`"
+            ) from None
         return sae

@@ -1,4 +1,5 @@
 """Training the top-k SAE: geometric-median b_dec, AuxK on dead latents, decoder-norm constraint."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -7,7 +8,7 @@ from typing import Optional
 import torch
 
 from headsteer.config import SAEConfig
-from headsteer.sae.topk import TopKSAE
+from headsteer.sae.topk import SAEOutput, TopKSAE
 
 
 def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> torch.Tensor:
@@ -22,8 +23,9 @@ def geometric_median(x: torch.Tensor, iters: int = 100, tol: float = 1e-6) -> to
     return y
 
 
-def auxk_loss(x: torch.Tensor, x_hat: torch.Tensor, pre_acts: torch.Tensor, dead: torch.Tensor, k_aux: int,
-              W_dec: torch.Tensor) -> torch.Tensor:
+def auxk_loss(
+    x: torch.Tensor, x_hat: torch.Tensor, pre_acts: torch.Tensor, dead: torch.Tensor, k_aux: int, W_dec: torch.Tensor
+) -> torch.Tensor:
     """Gao et al.'s AuxK: reconstruct the residual x - x_hat with the top-k_aux DEAD latents only."""
     n_dead = int(dead.sum())
     if n_dead == 0:
@@ -53,6 +55,35 @@ class SAEStats:
     """Mean AuxK loss (training only)."""
 
 
+class ReconstructionMeter:
+    """Running MSE / FVU / L0 sums over batches (FVU against the mean of the whole set)."""
+
+    def __init__(self, mean: torch.Tensor, d_sae: int):
+        self.mean = mean  # (d_in,)
+        self.sq_err = self.total_var = self.l0 = 0.0
+        self.n = 0
+        self.fired = torch.zeros(d_sae, dtype=torch.bool, device=mean.device)
+
+    @torch.no_grad()
+    def add(self, x: torch.Tensor, x_hat: torch.Tensor, z: torch.Tensor) -> None:
+        self.sq_err += (x_hat - x).detach().pow(2).sum().item()
+        self.total_var += (x - self.mean.to(x.device)).pow(2).sum().item()
+        active = z > 0
+        self.l0 += active.sum().item()
+        self.fired |= active.any(0).to(self.fired.device)
+        self.n += x.shape[0]
+
+    @property
+    def fvu(self) -> float:
+        return self.sq_err / max(self.total_var, 1e-12)
+
+    def stats(self, dead_fraction: float | None = None, auxk: float = 0.0) -> SAEStats:
+        """dead_fraction None = the latents that never fired on the batches seen."""
+        n, d_in = max(1, self.n), self.mean.shape[0]
+        dead = 1.0 - self.fired.float().mean().item() if dead_fraction is None else dead_fraction
+        return SAEStats(mse=self.sq_err / (n * d_in), fvu=self.fvu, l0=self.l0 / n, dead_fraction=dead, auxk=auxk)
+
+
 class SAETrainer:
     """Adam on the SAE with a constant learning rate that decays linearly over the last 20 % of steps."""
 
@@ -63,67 +94,69 @@ class SAETrainer:
         self.since_fired = torch.zeros(sae.d_sae, dtype=torch.long)  # samples since each latent last fired
         self.step = 0
 
+    def state_dict(self) -> dict:
+        """The trainer's own JSON-able state (the SAE and the optimizer are checkpointed apart)."""
+        return {"since_fired": self.since_fired.tolist(), "step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.since_fired = torch.tensor(state["since_fired"], dtype=torch.long)
+        self.step = state["step"]
+
     def lr_at(self, step: int) -> float:
         decay_start = int(0.8 * self.total_steps)
         if step < decay_start:
             return self.cfg.lr
         return self.cfg.lr * max(0.0, (self.total_steps - step) / max(1, self.total_steps - decay_start))
 
-    def train_epoch(self, acts: torch.Tensor, epoch: int, seed: int, bar=None) -> SAEStats:
+    def train_step(self, x: torch.Tensor) -> tuple[SAEOutput, torch.Tensor]:
+        """One Adam step on the batch x (B, d_in); returns the forward output and the AuxK loss."""
         sae, cfg = self.sae, self.cfg
-        sae.train()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lr_at(self.step)
+        out = sae(x)
+        recon = (out.x_hat - x).pow(2).sum(-1).mean()
+        dead = (self.since_fired >= cfg.dead_window).to(x.device)
+        aux = auxk_loss(x, out.x_hat, out.pre_acts, dead, self.k_aux, sae.W_dec)
+        loss = recon + cfg.auxk_coef * aux
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        sae.remove_parallel_grad()
+        self.optimizer.step()
+        sae.normalize_decoder()
+        self.step += 1
+        fired = (out.z > 0).any(0).cpu()
+        self.since_fired += x.shape[0]
+        self.since_fired[fired] = 0
+        return out, aux
+
+    def train_epoch(self, acts: torch.Tensor, epoch: int, seed: int, bar=None) -> SAEStats:
+        self.sae.train()
         g = torch.Generator().manual_seed(seed * 9973 + epoch)
         order = torch.randperm(acts.shape[0], generator=g)
-        sq_err = total_var = l0 = aux_sum = 0.0
-        n = 0
-        mean = acts.mean(0)
-        for idx in order.split(cfg.batch_size):
-            x = acts[idx].to(sae.W_dec.device)
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr_at(self.step)
-            out = sae(x)
-            recon = (out.x_hat - x).pow(2).sum(-1).mean()
-            dead = (self.since_fired >= cfg.dead_window).to(x.device)
-            aux = auxk_loss(x, out.x_hat, out.pre_acts, dead, self.k_aux, sae.W_dec)
-            loss = recon + cfg.auxk_coef * aux
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            sae.remove_parallel_grad()
-            self.optimizer.step()
-            sae.normalize_decoder()
-            self.step += 1
-            fired = (out.z > 0).any(0).cpu()
-            self.since_fired += x.shape[0]
-            self.since_fired[fired] = 0
-            sq_err += (out.x_hat - x).detach().pow(2).sum().item()
-            total_var += (x - mean.to(x.device)).pow(2).sum().item()
-            l0 += (out.z > 0).sum().item()
+        meter = ReconstructionMeter(acts.mean(0), self.sae.d_sae)
+        aux_sum = 0.0
+        for idx in order.split(self.cfg.batch_size):
+            x = acts[idx].to(self.sae.W_dec.device)
+            out, aux = self.train_step(x)
+            meter.add(x, out.x_hat, out.z)
             aux_sum += aux.item() * x.shape[0]
-            n += x.shape[0]
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(fvu=f"{sq_err / max(total_var, 1e-12):.3f}")
-        dead_frac = (self.since_fired >= cfg.dead_window).float().mean().item()
-        return SAEStats(mse=sq_err / (n * sae.d_in), fvu=sq_err / max(total_var, 1e-12), l0=l0 / n,
-                        dead_fraction=dead_frac, auxk=aux_sum / n)
+                bar.set_postfix(fvu=f"{meter.fvu:.3f}")
+        dead_frac = (self.since_fired >= self.cfg.dead_window).float().mean().item()
+        return meter.stats(dead_fraction=dead_frac, auxk=aux_sum / max(1, meter.n))
 
 
 @torch.no_grad()
-def evaluate_sae(sae: TopKSAE, acts: torch.Tensor, batch_size: int = 4096,
-                 device: Optional[torch.device] = None) -> SAEStats:
+def evaluate_sae(
+    sae: TopKSAE, acts: torch.Tensor, batch_size: int = 4096, device: Optional[torch.device] = None
+) -> SAEStats:
     """Reconstruction quality of `sae` on activations (N, d_in)."""
     sae.eval()
     device = device or sae.W_dec.device
-    mean = acts.mean(0).to(device)
-    sq_err = total_var = l0 = 0.0
-    fired = torch.zeros(sae.d_sae, dtype=torch.bool, device=device)
+    meter = ReconstructionMeter(acts.mean(0).to(device), sae.d_sae)
     for x in acts.split(batch_size):
         x = x.to(device)
         out = sae(x)
-        sq_err += (out.x_hat - x).pow(2).sum().item()
-        total_var += (x - mean).pow(2).sum().item()
-        l0 += (out.z > 0).sum().item()
-        fired |= (out.z > 0).any(0)
-    n = acts.shape[0]
-    return SAEStats(mse=sq_err / (n * sae.d_in), fvu=sq_err / max(total_var, 1e-12), l0=l0 / n,
-                    dead_fraction=1.0 - fired.float().mean().item())
+        meter.add(x, out.x_hat, out.z)
+    return meter.stats()

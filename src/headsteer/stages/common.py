@@ -4,6 +4,7 @@ Each stage owns `RUN/<stage>/` holding `config.json` (the config sections the st
 git SHA), its artifacts, `metrics.json`, and `done.json` written last. A finished stage whose config
 is unchanged is skipped; a folder made by a different config is refused unless `force` is given.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -54,7 +55,18 @@ def is_done(cfg: RunConfig, stage: str) -> bool:
     return read_json(folder / "config.json").get("config") == stage_config(cfg, stage)
 
 
-def prepare(cfg: RunConfig, stage: str, force: bool = False) -> Path:
+def make_folder(folder: Path) -> None:
+    """mkdir -p, with a one-line error when the path cannot be a folder (a file in the way, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HeadsteerError(
+            f"cannot create the run folder {folder} ({exc.strerror or exc}); "
+            "choose another --out (or `out=` in the config)"
+        ) from None
+
+
+def prepare(cfg: RunConfig, stage: str, force: bool = False, command: str = "") -> Path:
     """Create (or check) the stage folder; refuse a folder made by another config unless `force`."""
     folder = Path(cfg.out) / stage
     wanted = stage_config(cfg, stage)
@@ -66,17 +78,29 @@ def prepare(cfg: RunConfig, stage: str, force: bool = False) -> Path:
                 changes = "; ".join(_diff(old, wanted)[:5])
                 raise HeadsteerError(
                     f"run folder {folder} was made by a different config ({changes}); pass --force to "
-                    f"redo the stage there, or --out to write elsewhere")
+                    f"redo the stage there, or --out to write elsewhere"
+                )
             shutil.rmtree(folder)
     elif folder.exists() and force:
         shutil.rmtree(folder)
-    folder.mkdir(parents=True, exist_ok=True)
+    make_folder(folder)
     if not cfg_file.is_file():
-        write_json(cfg_file, {"stage": stage, "config": wanted, "full_config": asdict(cfg), "git_sha": git_sha(),
-                              "created": time.strftime("%Y-%m-%dT%H:%M:%S")})
+        write_json(
+            cfg_file,
+            {
+                "stage": stage,
+                "config": wanted,
+                "full_config": asdict(cfg),
+                "git_sha": git_sha(),
+                "command": command,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            },
+        )
     return folder
 
 
 def mark_done(folder: Path, seconds: float) -> None:
-    write_json(folder / "done.json", {"git_sha": git_sha(), "seconds": round(seconds, 2),
-                                      "finished": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    write_json(
+        folder / "done.json",
+        {"git_sha": git_sha(), "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+    )

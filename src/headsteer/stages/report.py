@@ -1,20 +1,20 @@
 """Stage `report`: the paper's figures 2-5, a mode comparison, the pruned model's head map, latent
 cards, `results.json`, `results.md` and one self-contained `report.html` (images embedded)."""
+
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
 import torch
 
+from headsteer.activations import load_split
 from headsteer.analysis import figures as fig
 from headsteer.analysis.report import build_results, findings, write_html, write_markdown
 from headsteer.config import RunConfig
 from headsteer.data import load_dataset
 from headsteer.io import git_sha, read_json, read_tensors, write_json
 from headsteer.sae.topk import TopKSAE
-from headsteer.stages.extract import load_activations
 
 
 def latent_cards(cfg: RunConfig, steer: dict, folder: Path, per_class: int = 2, n_images: int = 8) -> list[Path]:
@@ -24,9 +24,9 @@ def latent_cards(cfg: RunConfig, steer: dict, folder: Path, per_class: int = 2, 
         return []
     lat = read_tensors(Path(cfg.out) / "steer" / "latents.safetensors")
     sae = TopKSAE.load(Path(cfg.out) / "sae" / "sae").eval()
-    test = load_activations(cfg.out, "test")
+    test = load_split(cfg.out, "test")
     with torch.inference_mode():
-        z = torch.cat([sae.encode(x) for x in test["cls"].split(4096)])  # (N, n)
+        z = torch.cat([sae.encode(x) for x in test.cls.split(4096)])  # (N, n)
     ds = load_dataset(cfg.data)
     freq_c, freq = lat["freq_per_class"], lat["freq_overall"]
     lift = freq_c / freq.clamp(min=1e-12)
@@ -42,9 +42,67 @@ def latent_cards(cfg: RunConfig, steer: dict, folder: Path, per_class: int = 2, 
     paths = []
     for i in chosen:
         vals, idx = z[:, i].topk(n_images)
-        paths.append(fig.latent_card(i, [ds.test.images[j].numpy() for j in idx.tolist()], vals.tolist(),
-                                     freq_c[:, i].tolist(), ds.classes, freq[i].item(), folder / f"latent_{i}.png"))
+        paths.append(
+            fig.latent_card(
+                i,
+                [ds.test.images[j].numpy() for j in idx.tolist()],
+                vals.tolist(),
+                freq_c[:, i].tolist(),
+                ds.classes,
+                freq[i].item(),
+                folder / f"latent_{i}.png",
+            )
+        )
     return paths
+
+
+def make_figures(prune: dict, steer: dict, results: dict, folder: Path) -> list[tuple[str, Path, str]]:
+    """(title, PNG path, caption) of every figure of the report."""
+    st = results["steering"]
+    base = steer["baseline"]
+    classes = results["classes"]
+    return [
+        (
+            "The pruned model",
+            fig.pruning_overview(
+                prune["pruned"]["keep_rate_per_head"],
+                prune["pruned"]["head_usage_per_layer"],
+                prune["target_usage"],
+                folder / "fig_pruning.png",
+            ),
+            "Per-image head decisions of the pruned model on the test set (eval mode, deterministic masks).",
+        ),
+        (
+            "Fig. 2 — steering strength vs accuracy and head usage",
+            fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig2_steering.png", (0.0, None)),
+            f"Steered layer {st['layer']}, mode {st['mode']}; solid: true-label class sets (paper), dashed: "
+            "predicted class. Dotted: unsteered model. α = 0 is the SAE reconstruction.",
+        ),
+        (
+            "Fig. 3 — head patterns of the top classes",
+            fig.head_patterns(steer["top_classes"], prune["num_heads"], folder / "fig3_heads.png"),
+            f"Top classes by accuracy gain under per-class steering at α = {steer['top_alpha']}; cells: fraction of "
+            "the class's test images keeping the head.",
+        ),
+        (
+            "Fig. 4 — negative steering",
+            fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig4_negative.png", (None, 0.0)),
+            "α < 0 suppresses the latents of S.",
+        ),
+        (
+            "Readings of Eq. 5 compared",
+            fig.mode_comparison(st["alphas"], st["curves_by_mode"], base, folder / "fig_modes.png"),
+            "pre_topk: amplify before top-k; post_topk: scale the sparse code; "
+            "additive: add α·max(z) to S, then top-k.",
+        ),
+        (
+            "Fig. 5 — overlap of per-class latent sets",
+            fig.class_overlap_matrix(
+                steer["class_overlap"]["iou"], classes, steer["class_overlap"]["top_pairs"], folder / "fig5_overlap.png"
+            ),
+            "IoU between the per-class top-|S| frequent latent sets (train set).",
+        ),
+    ]
 
 
 def run(cfg: RunConfig, folder: Path) -> dict:
@@ -52,33 +110,9 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     prune, sae, steer = (read_json(run_dir / s / "metrics.json") for s in ("prune", "sae", "steer"))
     results = build_results(prune, sae, steer)
     lines = findings(results, steer)
-    st = results["steering"]
-    base = steer["baseline"]
-    classes = results["classes"]
-    figures = [
-        ("The pruned model", fig.pruning_overview(prune["pruned"]["keep_rate_per_head"], prune["pruned"]["head_usage_per_layer"],
-                                                 prune["target_usage"], folder / "fig_pruning.png"),
-         "Per-image head decisions of the pruned model on the test set (eval mode, deterministic masks)."),
-        ("Fig. 2 — steering strength vs accuracy and head usage",
-         fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig2_steering.png", (0.0, None)),
-         f"Steered layer {st['layer']}, mode {st['mode']}; solid: true-label class sets (paper), dashed: predicted class. "
-         "Dotted: unsteered model. α = 0 is the SAE reconstruction."),
-        ("Fig. 3 — head patterns of the top classes",
-         fig.head_patterns(steer["top_classes"], prune["num_heads"], folder / "fig3_heads.png"),
-         "Top classes by accuracy gain under per-class steering; cells: fraction of the class's test images keeping the head."),
-        ("Fig. 4 — negative steering",
-         fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig4_negative.png", (None, 0.0)),
-         "α < 0 suppresses the latents of S."),
-        ("Readings of Eq. 5 compared",
-         fig.mode_comparison(st["alphas"], st["curves_by_mode"], base, folder / "fig_modes.png"),
-         "pre_topk: amplify before top-k; post_topk: scale the sparse code; additive: add α·max(z) to S, then top-k."),
-        ("Fig. 5 — overlap of per-class latent sets",
-         fig.class_overlap_matrix(steer["class_overlap"]["iou"], classes, steer["class_overlap"]["top_pairs"],
-                                  folder / "fig5_overlap.png"),
-         "IoU between the per-class top-|S| frequent latent sets (train set)."),
-    ]
+    figures = make_figures(prune, steer, results, folder)
     cards = latent_cards(cfg, steer, folder)
-    command = "headsteer run " + " ".join(sys.argv[2:]) if len(sys.argv) > 2 else f"headsteer run CONFIG --out {cfg.out}"
+    command = read_json(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
     meta = {"git_sha": git_sha(), "created": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     write_json(folder / "results.json", results)
     write_markdown(folder / "results.md", results, steer, lines, command)

@@ -1,9 +1,12 @@
 """Latent activation frequencies (TRAIN set) and the index sets S of the steering strategies."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import torch
+
+from headsteer.classwise import class_mean
 
 STRATEGIES = ("per_class", "global", "random", "per_class_specific")
 
@@ -22,13 +25,13 @@ def latent_frequencies(active: torch.Tensor, labels: torch.Tensor, num_classes: 
     """active: (N, n) bool (z > 0); labels: (N,)."""
     a = active.float()
     counts = torch.bincount(labels, minlength=num_classes).float()
-    per_class = torch.zeros(num_classes, a.shape[1]).index_add_(0, labels, a) / counts.clamp(min=1)[:, None]
-    return LatentFrequencies(per_class=per_class, overall=a.mean(0), counts=counts)
+    return LatentFrequencies(per_class=class_mean(a, labels, num_classes), overall=a.mean(0), counts=counts)
 
 
 @dataclass
 class IndexSets:
     """S for every strategy; class-conditioned strategies hold one set per class."""
+
     per_class: torch.Tensor
     """(C, |S|) top-|S| most frequent latents of each class."""
     global_: torch.Tensor

@@ -6,6 +6,7 @@ The paper's Eq. 5 is garbled, so three readings are offered (DESIGN.md section 4
 - `additive`: z~ = TopK(z + alpha * max_j(z_j) * 1_S), so latents outside the code can enter it.
 alpha = 0 gives z~ = z in every mode, i.e. the plain SAE reconstruction.
 """
+
 from __future__ import annotations
 
 import torch

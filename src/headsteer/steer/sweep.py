@@ -7,41 +7,37 @@ Steering changes only the head mask of layer l, so everything before it is compu
   then costs proj + MLP + head on the CLS row only.
 - `GeneralTail` (any other layer): caches the tokens entering block l and re-runs blocks l..L-1.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Iterable
 
 import torch
-import torch.nn.functional as F
 
-from headsteer.engine import progress
-from headsteer.model import AdaViT
+from headsteer.activations import Activations
+from headsteer.classwise import class_mean
+from headsteer.model import AdaViT, block_mlp, deterministic_mask
+from headsteer.runtime import progress
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.steering import steer_codes
 
 
 class FinalBlockTail:
-    """Cached last block: per-head CLS attention outputs (N, H, D) and the CLS residual (N, d)."""
+    """Cached last block: per-head CLS attention outputs (N, H, 1, D) and the CLS residual (N, d)."""
 
     def __init__(self, model: AdaViT, token_batches: Iterable[torch.Tensor]):
         self.model = model
         self.layer = model.depth - 1
         blk = model.vit.blocks[self.layer]
-        attn = blk.attn
         outs, cls = [], []
         with torch.inference_mode():
             for x in token_batches:  # (B, N, d) entering the last block
-                B, N, _ = x.shape
-                qkv = attn.qkv(blk.norm1(x)).reshape(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-                q, k, v = qkv.unbind(0)  # (B, H, N, D)
-                q, k = attn.q_norm(q), attn.k_norm(k)
-                o = F.scaled_dot_product_attention(q[:, :, :1], k, v)  # (B, H, 1, D): the CLS query only
-                outs.append(o[:, :, 0])
-                cls.append(x[:, 0])
-        self.head_out = torch.cat(outs)  # (N, H, D)
-        self.cls = torch.cat(cls)  # (N, d)
+                outs.append(blk.attn.head_outputs(blk.norm1(x), query_rows=slice(0, 1)))  # (B, H, 1, D)
+                cls.append(x[:, :1])
+        self.head_out = torch.cat(outs)  # (N, H, 1, D)
+        self.cls = torch.cat(cls)  # (N, 1, d)
 
     @staticmethod
     def supported(model: AdaViT, layer: int) -> bool:
@@ -51,13 +47,9 @@ class FinalBlockTail:
     @torch.inference_mode()
     def logits(self, mask: torch.Tensor, idx: slice) -> torch.Tensor:
         """Class logits (b, C) of samples `idx` when layer l keeps heads `mask` (b, H)."""
-        vit, blk = self.model.vit, self.model.vit.blocks[self.layer]
-        attn = blk.attn
-        o = self.head_out[idx] * mask[..., None].to(self.head_out.dtype)  # Eq. 1
-        a = attn.proj(attn.norm(o.flatten(1)))
-        y = self.cls[idx] + blk.ls1(a)
-        y = y + blk.ls2(blk.mlp(blk.norm2(y)))
-        return vit.head(vit.head_drop(vit.fc_norm(vit.norm(y))))
+        blk = self.model.vit.blocks[self.layer]
+        y = self.cls[idx] + blk.drop_path1(blk.ls1(blk.attn.project(self.head_out[idx], mask)))  # (b, 1, d)
+        return self.model.head_logits(block_mlp(blk, y))
 
 
 class GeneralTail:
@@ -78,6 +70,7 @@ class GeneralTail:
 @dataclass
 class SweepResult:
     """Every array is indexed [mode, label_source, strategy, alpha, ...]."""
+
     modes: list[str]
     label_sources: list[str]
     strategies: list[str]
@@ -95,70 +88,105 @@ class SweepResult:
     per_class_head: torch.Tensor
     """(M, Ls, S, A, C, H) keep rate of each head of the steered layer per true class."""
 
+    @classmethod
+    def empty(cls, modes, label_sources, strategies, alphas, num_classes: int, num_heads: int) -> "SweepResult":
+        shape = (len(modes), len(label_sources), len(strategies), len(alphas))
+        zeros = [torch.zeros(shape) for _ in range(3)] + [torch.zeros(*shape, num_classes) for _ in range(2)]
+        return cls(
+            list(modes),
+            list(label_sources),
+            list(strategies),
+            list(alphas),
+            *zeros,
+            torch.zeros(*shape, num_classes, num_heads),
+        )
+
     def tensors(self) -> dict[str, torch.Tensor]:
         return {k: v for k, v in self.__dict__.items() if torch.is_tensor(v)}
 
 
 def class_head_stats(pred: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor, C: int):
     """Per-class accuracy (C,), usage (C,) and per-head keep rate (C, H) from mask (N, H)."""
-    counts = torch.bincount(labels, minlength=C).clamp(min=1).float()
-    acc = torch.zeros(C).index_add_(0, labels, (pred == labels).float()) / counts
-    head = torch.zeros(C, mask.shape[1]).index_add_(0, labels, mask.float()) / counts[:, None]
-    return acc, head.mean(1), head
+    head = class_mean(mask, labels, C)
+    return class_mean(pred == labels, labels, C), head.mean(1), head
 
 
 @torch.inference_mode()
-def run_sweep(model: AdaViT, sae: TopKSAE, tail, x: torch.Tensor, labels: torch.Tensor, base_pred: torch.Tensor,
-              base_masks: torch.Tensor, sets: IndexSets, modes: list[str], label_sources: list[str],
-              strategies: list[str], alphas: list[float], batch_size: int = 4096) -> SweepResult:
-    """x: (N, d) CLS tokens entering layer l; base_pred (N,) and base_masks (N, L, H) of the unsteered model."""
-    layer = tail.layer
-    N, C, H = x.shape[0], int(sets.per_class.shape[0]), model.num_heads
-    pruned = model.pruned_layers
-    others = [i for i in pruned if i != layer]
-    other_kept = base_masks[:, others].float().sum(dim=(1, 2))  # (N,)
-    denom = len(pruned) * H
+def steered_point(
+    model: AdaViT, sae: TopKSAE, tail, pre: torch.Tensor, S: torch.Tensor, alpha: float, mode: str, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions (N,) and steered-layer masks (N, H) at one (S, alpha, mode) point.
+
+    pre: (N, n) SAE pre-activations of the steered layer's CLS; S: (N, n) bool latents to amplify.
+    """
+    layer, N = tail.layer, pre.shape[0]
+    preds, masks = [], []
+    for lo in range(0, N, batch_size):
+        sl = slice(lo, min(N, lo + batch_size))
+        x_tilde = sae.decode(steer_codes(pre[sl], S[sl], alpha, mode, sae.k))
+        if isinstance(tail, FinalBlockTail):
+            m = deterministic_mask(model.decisions[str(layer)](x_tilde))  # eval mask of layer l
+            logits = tail.logits(m, sl)
+        else:
+            logits, all_masks = tail.run(x_tilde, sl)
+            m = all_masks[:, layer]
+        masks.append(m)
+        preds.append(logits.argmax(1))
+    return torch.cat(preds).cpu(), torch.cat(masks).cpu()
+
+
+@dataclass(frozen=True)
+class SweepGrid:
+    """The axes of a sweep."""
+
+    modes: list[str]
+    """Readings of Eq. 5."""
+    label_sources: list[str]
+    """'true' and/or 'predicted': the class a class-conditioned strategy uses."""
+    strategies: list[str]
+    """Index-set strategies."""
+    alphas: list[float]
+    """Steering strengths."""
+
+    @property
+    def size(self) -> int:
+        return len(self.modes) * len(self.label_sources) * len(self.strategies) * len(self.alphas)
+
+
+@torch.inference_mode()
+def run_sweep(
+    model: AdaViT, sae: TopKSAE, tail, test: Activations, sets: IndexSets, grid: SweepGrid, batch_size: int = 4096
+) -> SweepResult:
+    """Every point of `grid` over the test rows (CLS entering layer l, labels, unsteered predictions
+    and masks), through the cached `tail`."""
+    layer, C, pruned = tail.layer, int(sets.per_class.shape[0]), model.pruned_layers
+    labels = test.labels
+    other_kept = test.masks[:, [i for i in pruned if i != layer]].float().sum(dim=(1, 2))  # (N,)
+    denom = len(pruned) * model.num_heads
+    x = test.cls.to(sae.W_dec.device)
     pre = torch.cat([sae.pre_acts(xb) for xb in x.split(batch_size)])  # (N, n), independent of alpha
-    shape = (len(modes), len(label_sources), len(strategies), len(alphas))
-    res = SweepResult(modes, label_sources, strategies, list(alphas),
-                      torch.zeros(shape), torch.zeros(shape), torch.zeros(shape),
-                      torch.zeros(*shape, C), torch.zeros(*shape, C), torch.zeros(*shape, C, H))
+    res = SweepResult.empty(grid.modes, grid.label_sources, grid.strategies, grid.alphas, C, model.num_heads)
     cache: dict[tuple, tuple] = {}
-    total = len(modes) * len(label_sources) * len(strategies) * len(alphas)
-    bar = progress(range(total), desc="steering sweep")
-    for mi, mode in enumerate(modes):
-        for li, source in enumerate(label_sources):
-            classes = labels if source == "true" else base_pred
-            for si, strategy in enumerate(strategies):
+    bar = progress(total=grid.size, desc="steering sweep")
+    for mi, mode in enumerate(grid.modes):
+        for li, source in enumerate(grid.label_sources):
+            classes = labels if source == "true" else test.predictions
+            for si, strategy in enumerate(grid.strategies):
                 S = sets.masks(strategy, classes, pre.shape[1])  # (N, n) bool
-                for ai, alpha in enumerate(alphas):
+                for ai, alpha in enumerate(grid.alphas):
                     bar.update(1)
                     key = (mode, strategy, alpha) if strategy in ("global", "random") else None
-                    if key in cache:  # class-free strategies do not depend on the label source
-                        out = cache[key]
-                    else:
-                        preds, masks = [], []
-                        for lo in range(0, N, batch_size):
-                            sl = slice(lo, min(N, lo + batch_size))
-                            z = steer_codes(pre[sl], S[sl], alpha, mode, sae.k)
-                            x_tilde = sae.decode(z)
-                            if isinstance(tail, FinalBlockTail):
-                                m = (model.decisions[str(layer)](x_tilde) > 0).float()  # eval mask of layer l
-                                logits = tail.logits(m, sl)
-                                masks.append(m)
-                            else:
-                                logits, all_masks = tail.run(x_tilde, sl)
-                                masks.append(all_masks[:, layer])
-                            preds.append(logits.argmax(1))
-                        out = (torch.cat(preds).cpu(), torch.cat(masks).cpu())
+                    point = cache.get(key)  # class-free strategies do not depend on the label source
+                    if point is None:
+                        point = steered_point(model, sae, tail, pre, S, alpha, mode, batch_size)
                         if key is not None:
-                            cache[key] = out
-                    pred, mask = out
-                    acc, usage, head = class_head_stats(pred, labels, mask, C)
+                            cache[key] = point
+                    pred, mask = point
                     ix = (mi, li, si, ai)
                     res.accuracy[ix] = (pred == labels).float().mean()
                     res.usage_layer[ix] = mask.mean()
                     res.usage_overall[ix] = ((other_kept + mask.sum(1)) / denom).mean()
-                    res.per_class_accuracy[ix], res.per_class_usage[ix], res.per_class_head[ix] = acc, usage, head
+                    stats = class_head_stats(pred, labels, mask, C)
+                    res.per_class_accuracy[ix], res.per_class_usage[ix], res.per_class_head[ix] = stats
     bar.close()
     return res

@@ -1,0 +1,52 @@
+"""The model of a run: built from the config for training, or loaded trained from the run folder."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from headsteer.config import RunConfig
+from headsteer.data import BatchTransform, ImageDataset, load_dataset
+from headsteer.model.adavit import AdaViT
+from headsteer.model.build import build_model, load_weights, normalization
+
+
+@dataclass
+class ConfiguredModel:
+    model: AdaViT
+    """The configured AdaViT on the run's device (fresh or pretrained weights)."""
+    train_tf: BatchTransform
+    """Training batch transform (augmentation as configured)."""
+    test_tf: BatchTransform
+    """Evaluation batch transform (no augmentation)."""
+
+
+@dataclass
+class PrunedModel:
+    data: ImageDataset
+    """The run's dataset."""
+    model: AdaViT
+    """The trained model of RUN/prune, in eval mode."""
+    test_tf: BatchTransform
+    """Evaluation batch transform."""
+
+
+def build_for(cfg: RunConfig, ds: ImageDataset, device: torch.device) -> ConfiguredModel:
+    """The configured model on `device` (seeded init), and its train / eval batch transforms."""
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, len(ds.classes), ds.in_chans).to(device)
+    img_size = model.vit.patch_embed.img_size[0]
+    mean, std = normalization(model, cfg.model, ds.mean, ds.std)
+    return ConfiguredModel(
+        model, BatchTransform(img_size, mean, std, augment=cfg.data.augment), BatchTransform(img_size, mean, std)
+    )
+
+
+def load_pruned(cfg: RunConfig, device: torch.device) -> PrunedModel:
+    """The dataset and the trained model that the prune stage wrote to RUN/prune/model.safetensors."""
+    ds = load_dataset(cfg.data)
+    built = build_for(cfg, ds, device)
+    load_weights(built.model, Path(cfg.out) / "prune" / "model.safetensors")
+    return PrunedModel(ds, built.model.eval(), built.test_tf)

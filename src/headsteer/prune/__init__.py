@@ -1,0 +1,1 @@
+"""Pruning training (schedule, usage loss, epoch and phase loops) and evaluation of the AdaViT model."""

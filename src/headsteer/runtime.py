@@ -1,0 +1,97 @@
+"""Where a run executes and how it reports progress: device lookup and progress bars.
+
+Progress goes to a tqdm bar on a terminal. When stderr is not a terminal (CI logs, `make demo > log`,
+`nohup`), a bar would print nothing useful, so `progress` prints a short flushed line to stdout at
+most every `LOG_EVERY_S` seconds instead, plus one when the loop ends.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable, Iterator, Optional
+
+import torch
+from tqdm.auto import tqdm
+
+from headsteer import distributed
+from headsteer.errors import HeadsteerError
+
+LOG_EVERY_S = 30.0
+"""Seconds between progress lines when the output is not a terminal."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' | 'cpu' | 'cuda' | 'cuda:N' -> a torch device (one GPU per torchrun process)."""
+    if name in ("auto", "cuda") and torch.cuda.is_available() and distributed.info().enabled:
+        return torch.device("cuda", distributed.info().local_rank)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise HeadsteerError(f"device='{name}' but no CUDA GPU is visible; use device=cpu (or auto)")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise HeadsteerError(f"device='{name}' is not a torch device; use auto, cpu, cuda or cuda:N") from None
+
+
+def is_terminal() -> bool:
+    return sys.stderr.isatty()
+
+
+class LogProgress:
+    """The part of tqdm's interface we use, printing `[desc] i/total (p %), s elapsed` lines.
+
+    Lines appear at most every `every` seconds and once at the end, flushed, on rank 0 only.
+    """
+
+    def __init__(
+        self,
+        iterable: Optional[Iterable] = None,
+        desc: str = "",
+        total: Optional[int] = None,
+        every: float = LOG_EVERY_S,
+    ):
+        self.iterable, self.desc, self.every = iterable, desc, every
+        if total is None and iterable is not None and hasattr(iterable, "__len__"):
+            total = len(iterable)
+        self.total, self.n = total, 0
+        self.start = self.last = time.monotonic()
+        self.postfix = ""
+        self.quiet = not distributed.info().is_main
+        self.closed = False
+
+    def __iter__(self) -> Iterator:
+        for item in self.iterable:
+            yield item
+            self.update(1)
+        self.close()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        if time.monotonic() - self.last >= self.every:
+            self._print()
+
+    def set_postfix(self, **kwargs) -> None:
+        self.postfix = ", ".join(f"{k}={v}" for k, v in kwargs.items())
+
+    def close(self) -> None:
+        """Print the final count once, unless the loop was too short (< 1 s) to be worth a line."""
+        if not self.closed and time.monotonic() - self.start >= 1.0:
+            self._print()
+        self.closed = True
+
+    def _print(self) -> None:
+        self.last = time.monotonic()
+        if self.quiet:
+            return
+        of = f"/{self.total} ({100 * self.n / max(1, self.total):.0f} %)" if self.total else ""
+        extra = f", {self.postfix}" if self.postfix else ""
+        print(f"[{self.desc}] {self.n}{of}, {self.last - self.start:.0f} s elapsed{extra}", flush=True)
+
+
+def progress(iterable: Optional[Iterable] = None, **kwargs):
+    """A tqdm bar on a terminal; periodic flushed log lines otherwise (see module docstring)."""
+    if is_terminal():
+        return tqdm(iterable, dynamic_ncols=True, leave=False, **kwargs)
+    return LogProgress(iterable, desc=kwargs.get("desc", ""), total=kwargs.get("total"))

@@ -1,0 +1,71 @@
+"""Progress output when stdout is a log file, and run folders that cannot be created."""
+
+import subprocess
+import sys
+
+import pytest
+
+import headsteer.runtime as runtime
+from conftest import ROOT
+from headsteer.cli import main
+
+SMOKE = str(ROOT / "configs/smoke.yaml")
+
+
+def test_log_progress_prints_counted_flushed_lines(capsys, monkeypatch):
+    monkeypatch.setattr(runtime, "is_terminal", lambda: False)
+    clock = iter(range(0, 1000, 20))  # every call to monotonic advances 20 s
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: float(next(clock)))
+    bar = runtime.progress(range(5), desc="sweep")
+    assert isinstance(bar, runtime.LogProgress)
+    assert list(bar) == [0, 1, 2, 3, 4]
+    lines = capsys.readouterr().out.splitlines()
+    # a line at most every 30 s of (fake) time: updates at 40, 60, ... s print every other one, plus the last
+    assert lines[0].startswith("[sweep] 2/5 (40 %)") and lines[-1].startswith("[sweep] 5/5 (100 %)"), lines
+    assert 2 <= len(lines) <= 4
+
+
+def test_log_progress_is_silent_for_short_loops(capsys, monkeypatch):
+    monkeypatch.setattr(runtime, "is_terminal", lambda: False)
+    for _ in runtime.progress(range(3), desc="quick"):
+        pass
+    assert capsys.readouterr().out == ""
+
+
+def test_piped_run_shows_stage_and_epoch_lines(fashion_dir, tmp_path):
+    """`headsteer prune ... > log`: the stage and every epoch leave a line in the log, in order."""
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "headsteer",
+            "prune",
+            SMOKE,
+            f"data.root={fashion_dir}",
+            f"out={tmp_path}",
+            "prune.dense_epochs=1",
+            "prune.joint_epochs=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    out = r.stdout
+    order = ["[prune] started", "[prune] dense epoch 1/1", "[prune] joint epoch 1/1", "[prune] done in"]
+    positions = [out.find(s) for s in order]
+    assert -1 not in positions and positions == sorted(positions), out
+
+
+@pytest.mark.parametrize("where", ["/proc/headsteer-test/run", "FILE/run"])
+def test_out_that_cannot_be_created_is_a_one_line_error(capsys, tmp_path, fashion_dir, where):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("in the way")
+    out = where.replace("FILE", str(blocker))
+    rc = main(["prune", SMOKE, f"data.root={fashion_dir}", "--out", out])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"headsteer: error: cannot create the run folder {out}/prune")
+    assert "choose another --out" in lines[0]
+    assert blocker.read_text() == "in the way"
