@@ -9,7 +9,7 @@ FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install demo lint format test bench clean
+.PHONY: install demo demo-seeds lint format test bench clean
 
 install: $(STAMP) $(FMNIST)
 
@@ -27,13 +27,19 @@ $(STAMP): pyproject.toml
 demo: install
 	$(VENV)/bin/headsteer run $(CONFIG)
 
+# The demo with 3 seeds, then mean ± sd across them and the conclusions that hold in every seed
+# (not part of `make demo`: three times as long).
+demo-seeds: install
+	for s in 0 1 2; do $(VENV)/bin/headsteer run $(CONFIG) seed=$$s --out runs/demo-seed$$s || exit 1; done
+	$(VENV)/bin/headsteer aggregate runs/demo-seed0 runs/demo-seed1 runs/demo-seed2 --out runs/demo-seeds
+
 lint: install
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 
 format: install
-	$(VENV)/bin/ruff check --fix src tests bench
-	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench scripts
+	$(VENV)/bin/ruff format src tests bench scripts
 
 test: lint
 	$(PY) -m pytest -q tests

@@ -11,30 +11,55 @@ def test_results_json_schema(pipeline):
     r = json.load(open(Path(pipeline.out) / "report" / "results.json"))
     assert r["dataset"] == "fashion_mnist" and len(r["classes"]) == 10
     assert 0 <= r["dense"]["accuracy"] <= 1
-    assert set(r["pruned"]) == {"accuracy", "head_usage", "head_usage_per_layer", "target_usage"}
+    assert {"accuracy", "head_usage", "head_usage_per_layer", "target_usage"} <= set(r["pruned"])
     assert set(r["sae"]) == {"d_in", "d_sae", "k", "mse", "fvu", "l0", "dead_fraction", "reconstruction"}
     assert set(r["sae"]["reconstruction"]) == {"accuracy_delta", "head_usage_delta"}
     st = r["steering"]
     assert st["layer"] == 1 and st["mode"] == "pre_topk" and len(st["alphas"]) == 31
     assert set(st["curves"]) == {"true", "predicted"}
     assert set(st["curves"]["true"]) == {"per_class", "global", "random", "per_class_specific"}
+    i0 = st["alphas"].index(0.0)
     for c in st["curves"]["true"].values():
-        assert set(c) == {"accuracy", "head_usage", "head_usage_overall"}
-        assert all(len(v) == 31 and all(0 <= x <= 1 for x in v) for v in c.values())
+        assert set(c) == {"accuracy", "head_usage", "head_usage_overall", "accuracy_delta_ci", "head_usage_delta_ci"}
+        assert all(len(c[k]) == 31 and all(0 <= x <= 1 for x in c[k]) for k in ("accuracy", "head_usage"))
+        for key in ("accuracy_delta_ci", "head_usage_delta_ci"):
+            assert c[key][i0] == [0.0, 0.0]  # the reference point differs from itself by nothing
+            assert all(lo <= hi for lo, hi in c[key])
     assert set(st["curves_by_mode"]) == {"pre_topk", "post_topk", "additive"}
-    assert st["curves_by_mode"]["pre_topk"] == st["curves"]
-    assert len(st["top_classes"]) == 5
-    assert set(st["top_classes"][0]) == {
-        "class",
-        "accuracy_before",
-        "accuracy_after",
-        "usage_before",
-        "usage_after",
-        "heads_kept",
-    }
+    assert st["curves_by_mode"]["pre_topk"]["true"]["global"]["accuracy"] == st["curves"]["true"]["global"]["accuracy"]
+    assert len(st["per_class_ci"]["true"]["per_class"]) == 31 and len(st["per_class_ci"]["true"]["per_class"][0]) == 10
+    band = st["random_band"]
+    assert band["draws"] == 10 and all(
+        lo <= m + 1e-6 and m <= hi + 1e-6
+        for lo, m, hi in zip(band["accuracy"]["lo"], band["accuracy"]["mean"], band["accuracy"]["hi"], strict=True)
+    )
+    t = st["threshold"]
+    assert t["knob"] == "shift" and 0.0 in t["values"] and min(t["head_usage"]) == 0.0 and max(t["head_usage"]) == 1.0
+    assert set(st["mean_shift"]) == {"true", "predicted"} and len(st["mean_shift"]["true"]["accuracy"]) == 31
+    assert len(st["top_classes"]) == 5 and {"gain_ci", "accuracy_no_sae", "images"} <= set(st["top_classes"][0])
+    sel = st["top_classes_selection"]
+    assert sel["selection_images"] + sel["report_images"] == 160 and len(sel["all_classes"]) == 10
+    for strategy, v in r["verdict"].items():
+        assert v["vs_threshold"]["call"] in ("beats", "matches", "loses", "no overlap")
+        assert (v["vs_mean_shift"] is None) == (strategy in ("global", "random"))
+    sens = r["sensitivity"]
+    assert sens["steered_layer"] == 1 and sens["layers"] == [0, 1] and len(sens["table"][1]["head_dropped"]) == 6
+    assert sens["range_pts"] == pytest.approx(100 * (sens["all_kept"][1] - sens["all_dropped"][1]))
     assert 0 <= r["overlap"]["global_vs_per_class_iou"] <= r["overlap"]["global_vs_per_class_frac"] <= 1
     iou = r["class_overlap"]["iou"]
     assert len(iou) == 10 and all(iou[i][i] == 1.0 for i in range(10))
+
+
+def test_threshold_point_at_zero_shift_is_the_unsteered_model(pipeline):
+    """Independent check: the threshold curve at b = 0 is the extracted unsteered predictions and masks."""
+    from headsteer.activations import load_split
+
+    r = json.load(open(Path(pipeline.out) / "report" / "results.json"))
+    t = r["steering"]["threshold"]
+    k = t["values"].index(0.0)
+    test = load_split(pipeline.out, "test")
+    assert t["accuracy"][k] == pytest.approx((test.predictions == test.labels).float().mean().item(), abs=1e-9)
+    assert t["head_usage"][k] == pytest.approx(test.masks[:, 1].float().mean().item(), abs=1e-9)
 
 
 def test_alpha_zero_equals_reconstruction_control(pipeline):
@@ -54,9 +79,22 @@ def test_report_is_self_contained_html(pipeline):
     imgs = re.findall(r'<img src="([^"]+)"', doc)
     assert len(imgs) >= 6 and all(src.startswith("data:image/png;base64,") for src in imgs)
     assert "http://" not in doc and "https://" not in doc
-    for name in ("fig2_steering", "fig3_heads", "fig4_negative", "fig5_overlap", "fig_modes", "fig_pruning"):
+    for name in (
+        "fig2_steering",
+        "fig3_heads",
+        "fig4_negative",
+        "fig5_overlap",
+        "fig_modes",
+        "fig_pruning",
+        "fig_frontier",
+        "fig_sensitivity",
+        "fig_random_band",
+    ):
         assert (folder / f"{name}.png").stat().st_size > 5000
     assert "T-shirt/top" in doc and "paper" in doc
+    # the report opens with the verdict and the sensitivity, before any curve
+    assert doc.index("<h2>Verdict</h2>") < doc.index("range (pts)") < doc.index("<img")
+    assert "threshold baseline" in doc
     md = (folder / "results.md").read_text()
     assert md.startswith("# headsteer results") and "| dense accuracy |" in md
 

@@ -1,3 +1,5 @@
+import itertools
+
 import pytest
 import torch
 
@@ -9,7 +11,8 @@ from headsteer.sae.topk import TopKSAE
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.stats import class_overlap, index_sets, iou, latent_frequencies, overlap_frac
 from headsteer.steer.steering import steer, steer_codes
-from headsteer.steer.sweep import FinalBlockTail, GeneralTail, SweepGrid, run_sweep
+from headsteer.steer.sweep import Scorer, SweepGrid, run_sweep
+from headsteer.steer.tails import FinalBlockTail, GeneralTail, OutcomeCache
 
 PRE = torch.tensor([[3.0, 2.0, 1.0, -1.0, 0.5]])
 S = torch.tensor([[False, False, True, True, False]])
@@ -50,7 +53,8 @@ def test_alpha_zero_is_reconstruction(mode):
     sae = TopKSAE(12, 48, 5)
     x = torch.randn(32, 12)
     Sr = torch.rand(32, 48) < 0.3
-    assert torch.equal(steer(sae, x, Sr, 0.0, mode), sae(x).x_hat)
+    assert torch.equal(steer(sae, x, Sr, 0.0, mode), sae.reconstruct(x))
+    torch.testing.assert_close(sae.reconstruct(x), sae(x).x_hat, atol=1e-5, rtol=0)  # the dense decode
 
 
 def test_unknown_mode():
@@ -79,6 +83,11 @@ def test_frequencies_and_sets():
 def test_alpha_grid_and_validation():
     grid = alpha_grid(SteerConfig())
     assert len(grid) == 31 and grid[0] == -1.5 and grid[-1] == 1.5 and 0.0 in grid and 1.2 in grid
+    # a step with three decimals keeps them (was [0, 0.12, 0.25, 0.38, ...])
+    assert alpha_grid(SteerConfig(alpha_min=0, alpha_max=0.5, alpha_step=0.125)) == [0.0, 0.125, 0.25, 0.375, 0.5]
+    # endpoints off the step are kept, not dropped
+    assert alpha_grid(SteerConfig(alpha_min=-0.35, alpha_max=0.25, alpha_step=0.2)) == [-0.35, -0.2, 0.0, 0.2, 0.25]
+    assert alpha_grid(SteerConfig(alpha_min=0.0, alpha_max=1.0, alpha_step=0.3)) == [0.0, 0.3, 0.6, 0.9, 1.0]
     with pytest.raises(HeadsteerError, match="alpha grid is empty"):
         SteerConfig(alpha_min=1.0, alpha_max=0.5)
     with pytest.raises(HeadsteerError, match="steer.mode='additive' is not in steer.modes"):
@@ -111,6 +120,11 @@ def _sae(d):
     return TopKSAE(d, 4 * d, 8).eval()
 
 
+def _override_forward(model, images, layer, x_tilde):
+    with torch.no_grad(), model.override_decision_input(layer, lambda cls: x_tilde):
+        return model(images)
+
+
 @pytest.mark.parametrize("layer", [2, 1])
 def test_cached_tail_equals_full_forward(layer):
     model, images, labels = _model_and_data()
@@ -119,43 +133,114 @@ def test_cached_tail_equals_full_forward(layer):
         tokens = model(images, capture=(layer,)).captured[layer]
     tail = FinalBlockTail(model, [tokens[:25], tokens[25:]]) if layer == 2 else GeneralTail(model, layer, [tokens])
     assert FinalBlockTail.supported(model, 2) and not FinalBlockTail.supported(model, 1)
-    x = tokens[:, 0]
     Sm = torch.zeros(40, 192, dtype=torch.bool)
     Sm[:, :20] = True
-    x_tilde = steer(sae, x, Sm, 1.2, "pre_topk").detach()
-    with torch.no_grad(), model.override_decision_input(layer, lambda cls: x_tilde):
-        full = model(images)
-    if layer == 2:
-        mask = (model.decisions["2"](x_tilde) > 0).float()
-        got = tail.logits(mask, slice(0, 40))
-        assert torch.equal(mask, full.masks[:, 2])
-    else:
-        got, masks = tail.run(x_tilde, slice(0, 40))
-        assert torch.equal(masks[:, layer:], full.masks[:, layer:])  # layers before the start are not re-run
-    assert (got - full.logits).abs().max().item() < 1e-4
+    x_tilde = steer(sae, tokens[:, 0], Sm, 1.2, "pre_topk").detach()
+    full = _override_forward(model, images, layer, x_tilde)
+    mask = (model.decisions[str(layer)](x_tilde) > 0).float()
+    assert torch.equal(mask, full.masks[:, layer])
+    logits, after = tail.run_masked(mask, slice(0, 40))
+    assert (logits - full.logits).abs().max().item() < 1e-4
+    # heads kept after the steered layer come from the steered stream, not the unsteered masks
+    assert torch.equal(after, full.masks[:, layer + 1 :].sum(dim=(1, 2)).long())
+    out = OutcomeCache(tail, batch_size=7)(mask)
+    assert torch.equal(out.pred, full.logits.argmax(1)) and torch.equal(out.kept_after, after)
 
 
-def test_sweep_matches_naive_loop():
+@pytest.mark.parametrize("layer", [2, 1])
+def test_sweep_matches_naive_loop(layer):
+    """Every point equals a full forward with the decision input of `layer` overridden (layer 1: the
+    blocks after it re-run, and the overall usage counts their steered masks)."""
     model, images, labels = _model_and_data()
     sae = _sae(48)
     with torch.no_grad():
-        base = model(images, capture=(2,))
-    tokens = base.captured[2]
+        base = model(images, capture=(layer,))
+    tokens = base.captured[layer]
     active = sae.encode(tokens[:, 0]) > 0
-    sets = index_sets(latent_frequencies(active, labels, 10), size=8, seed=0)
+    sets = index_sets(latent_frequencies(active, labels, 10), size=8, seed=0, random_draws=3)
     pred = base.logits.argmax(1)
     test = Activations(cls=tokens[:, 0], labels=labels, predictions=pred, masks=base.masks.to(torch.uint8))
-    grid = SweepGrid(["pre_topk", "additive"], ["true", "predicted"], ["per_class", "global"], [-0.5, 0.0, 1.0])
-    res = run_sweep(model, sae, FinalBlockTail(model, [tokens]), test, sets, grid, batch_size=16)
-    for mi, mode in enumerate(["pre_topk", "additive"]):
-        for li, source in enumerate(["true", "predicted"]):
-            for si, strategy in enumerate(["per_class", "global"]):
-                for ai, alpha in enumerate([-0.5, 0.0, 1.0]):
-                    Sm = sets.masks(strategy, labels if source == "true" else pred, 192)
-                    x_tilde = steer(sae, tokens[:, 0], Sm, alpha, mode).detach()
-                    with torch.no_grad(), model.override_decision_input(2, lambda cls, xt=x_tilde: xt):
-                        full = model(images)
-                    acc = (full.logits.argmax(1) == labels).float().mean().item()
-                    assert res.accuracy[mi, li, si, ai].item() == pytest.approx(acc)
-                    assert res.usage_layer[mi, li, si, ai].item() == pytest.approx(full.masks[:, 2].mean().item())
-                    assert res.usage_overall[mi, li, si, ai].item() == pytest.approx(full.masks.mean().item())
+    strategies = ["per_class", "global", "random"]
+    grid = SweepGrid(["pre_topk", "additive"], ["true", "predicted"], strategies, [-0.5, 0.0, 1.0])
+    tail = FinalBlockTail(model, [tokens]) if layer == 2 else GeneralTail(model, layer, [tokens])
+    scorer = Scorer(OutcomeCache(tail, batch_size=16), test, layer, model.pruned_layers)
+    res = run_sweep(model, sae, scorer, test, sets, grid, batch_size=16, random_draws=3)
+    for (mi, mode), (li, source), (si, strategy), (ai, alpha) in itertools.product(
+        *(enumerate(axis) for axis in (grid.modes, grid.label_sources, grid.strategies, grid.alphas))
+    ):
+        classes = labels if source == "true" else pred
+        draws = sets.random_draws if strategy == "random" else [sets.get(strategy)]
+        fulls = [
+            _override_forward(
+                model, images, layer, steer(sae, tokens[:, 0], sets.masks_of(s, classes, 192), alpha, mode).detach()
+            )
+            for s in draws
+        ]
+        ix = (mi, li, si, ai)
+        acc = sum((f.logits.argmax(1) == labels).float().mean().item() for f in fulls) / len(fulls)
+        assert res.accuracy[ix].item() == pytest.approx(acc)
+        usage = sum(f.masks[:, layer].mean().item() for f in fulls) / len(fulls)
+        assert res.usage_layer[ix].item() == pytest.approx(usage)
+        assert res.usage_overall[ix].item() == pytest.approx(sum(f.masks.mean().item() for f in fulls) / len(fulls))
+        if strategy == "random":
+            per_draw = [(f.logits.argmax(1) == labels).float().mean().item() for f in fulls]
+            assert res.draw_accuracy[mi, ai].tolist() == pytest.approx(per_draw)
+
+
+def test_multiplicative_factor_is_clamped_at_zero():
+    """alpha < -1 removes S like alpha = -1 (no sign flip): pre_topk never lets a strongly negative
+    latent of S into the code, post_topk never emits a negative code."""
+    pre = torch.tensor([[3.0, 2.0, -5.0, 1.0, 0.5]])
+    S = torch.tensor([[True, False, True, False, False]])
+    for mode in ("pre_topk", "post_topk"):
+        at_minus_1 = steer_codes(pre, S, -1.0, mode, k=2)
+        at_minus_1_5 = steer_codes(pre, S, -1.5, mode, k=2)
+        assert torch.equal(at_minus_1, at_minus_1_5), mode
+        assert (at_minus_1_5 >= 0).all() and at_minus_1_5[0, 2] == 0 and at_minus_1_5[0, 0] == 0
+    assert steer_codes(pre, S, -1.5, "pre_topk", k=2).tolist() == [[0.0, 2.0, 0.0, 1.0, 0.0]]
+
+
+def test_additive_ties_are_broken_by_pre_activation_then_index():
+    """alpha > 1 with |S| > k: every latent of S ties or beats the rest; the choice among tied latents
+    follows the encoder pre-activation (larger first), then the index, whatever the input order."""
+    torch.manual_seed(0)
+    pre = torch.randn(6, 30)
+    S = torch.zeros(6, 30, dtype=torch.bool)
+    S[:, 5:20] = True  # 15 latents in S, k = 4
+    z = steer_codes(pre, S, 2.0, "additive", k=4)
+    for b in range(6):
+        row = pre[b].tolist()
+        kept = sorted(range(30), key=lambda i: -row[i])[:4]  # the unsteered top-4 code, by hand
+        code = [max(row[i], 0.0) if i in kept else 0.0 for i in range(30)]
+        values = [code[i] + (2.0 * max(code) if S[b, i] else 0.0) for i in range(30)]
+        ranked = sorted(range(30), key=lambda i: (-values[i], -pre[b, i].item(), i))[:4]  # naive reference
+        assert sorted(z[b].nonzero().squeeze(1).tolist()) == sorted(ranked)
+        assert set(ranked) <= set(range(5, 20))  # only latents of S survive
+
+
+@pytest.mark.parametrize("mode", ["pre_topk", "post_topk", "additive"])
+def test_sparse_steering_equals_a_dense_reference(mode):
+    """The candidate-based code equals Eq. 5 written densely over all latents (naive reference)."""
+    g = torch.Generator().manual_seed(1)
+    pre = torch.randn(50, 300, generator=g)
+    S_idx = torch.stack([torch.randperm(300, generator=g)[:12] for _ in range(50)])
+    S = torch.zeros(50, 300, dtype=torch.bool).scatter_(1, S_idx, True)
+    k = 8
+    for alpha in (-1.5, -1.0, -0.4, 0.0, 0.7, 2.0):
+        f = max(0.0, 1.0 + alpha)
+        z = torch.zeros_like(pre)
+        v, i = pre.topk(k)
+        z.scatter_(1, i, v.relu())
+        if mode == "pre_topk":
+            u = torch.where(S, f * pre, pre)
+            v, i = u.topk(k)
+            ref = torch.zeros_like(pre).scatter_(1, i, v.relu())
+        elif mode == "post_topk":
+            ref = torch.where(S, f * z, z)
+        else:
+            u = z + alpha * z.max(1, keepdim=True).values * S
+            ref = torch.zeros_like(pre)
+            for b in range(50):
+                order = sorted(range(300), key=lambda j: (-u[b, j].item(), -pre[b, j].item(), j))[:k]
+                ref[b, order] = u[b, order].relu()
+        torch.testing.assert_close(steer_codes(pre, S, alpha, mode, k), ref, atol=1e-6, rtol=0)

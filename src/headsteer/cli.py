@@ -1,4 +1,5 @@
-"""Command line: `headsteer run CONFIG` (all stages) or one stage, with dotted overrides."""
+"""Command line: `headsteer run CONFIG` (all stages) or one stage, with dotted overrides; `headsteer aggregate
+RUN_DIR ...` combines runs that differ only in seed."""
 
 from __future__ import annotations
 
@@ -32,7 +33,33 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--out", help="run directory (overrides the config's `out`)")
         p.add_argument("--force", action="store_true", help="redo stages whose folder was made by another config")
         p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    help_text = "combine runs of one config with different seed=: mean ± sd per figure, conclusions that hold"
+    p = sub.add_parser("aggregate", help=help_text, description=help_text)  # run directories, not a config
+    p.usage = "headsteer aggregate RUN_DIR [RUN_DIR ...] [--out DIR] [--debug]"
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="folders made by `headsteer run CONFIG seed=N`")
+    p.add_argument(
+        "--out", metavar="DIR", help="report folder (default: the run directories' common parent + /aggregate)"
+    )
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
+
+
+def _aggregate(run_dirs: list[str], out: str | None) -> None:
+    """`headsteer aggregate`: write aggregate.{json,md,html}, then print where they are and the conclusions."""
+    from pathlib import Path
+
+    from headsteer.analysis.aggregate import aggregate, default_out, write_aggregate
+
+    agg = aggregate([Path(d) for d in run_dirs])
+    folder = Path(out) if out else default_out(run_dirs)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HeadsteerError(f"cannot create {folder} ({exc.strerror or exc}); choose another --out") from None
+    page = write_aggregate(agg, folder)
+    print(f"\nAggregate of seeds {', '.join(str(r.seed) for r in agg.runs)}: {page.resolve()}")
+    for conclusion in agg.conclusions:
+        print(f"  - {conclusion.text}")
 
 
 def _print_summary(out: str) -> None:
@@ -50,11 +77,17 @@ def _print_summary(out: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args, rest = parser.parse_known_args(argv)  # the rest: dotted overrides, anywhere on the line
+    if args.command == "aggregate":  # no overrides: what argparse left over are run directories or bad options
+        args.run_dirs += [r for r in rest if not r.startswith("-")]
+        rest = [r for r in rest if r.startswith("-")]
     bad = [r for r in rest if r.startswith("-") or "=" not in r]
     if bad:
         parser.error(f"unrecognized arguments: {' '.join(bad)} (overrides look like key.sub=value)")
     args.overrides = rest
     try:
+        if args.command == "aggregate":
+            _aggregate(args.run_dirs, args.out)
+            return 0
         from headsteer import distributed
         from headsteer.config_loader import load_config
         from headsteer.stages import available, run_all, run_stage

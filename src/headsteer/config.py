@@ -209,7 +209,7 @@ class SteerConfig:
     alpha_max: float = 1.5
     """Largest alpha."""
     alpha_step: float = 0.1
-    """Grid step of alpha (0 is always on the grid)."""
+    """Grid step of alpha; 0 and both ends of the range are always on the grid."""
     set_size: Optional[int] = None
     """|S|; None = the SAE's k (paper: k = 64)."""
     min_class_freq: float = 0.05
@@ -220,8 +220,25 @@ class SteerConfig:
     """Number of top classes analysed."""
     batch_size: int = 4096
     """Samples per steering step."""
+    random_draws: int = 10
+    """Independent draws R of the random set. The `random` curve is their mean (per image), shown with
+    the 2.5-97.5 % band over draws."""
+    bootstrap: int = 1000
+    """Paired bootstrap resamples of the test images behind every CI (seeded by `seed`); the same
+    resamples serve every point, so differences between points are paired."""
+    threshold_levels: int = 41
+    """Points of the threshold baseline (a constant shift of the steered layer's decision logits),
+    spread evenly over head usage 0..1."""
+    sensitivity_images: Optional[int] = 2000
+    """Test images (seeded subset) for the head sensitivity of the layers other than the steered one;
+    None = all. The steered layer always uses every test image."""
 
     def __post_init__(self) -> None:
+        for name in ("random_draws", "bootstrap", "threshold_levels"):
+            if getattr(self, name) < (2 if name == "threshold_levels" else 1):
+                raise HeadsteerError(f"steer.{name}={getattr(self, name)} is too small; use the default or more")
+        if self.sensitivity_images is not None and self.sensitivity_images < 1:
+            raise HeadsteerError(f"steer.sensitivity_images={self.sensitivity_images} must be >= 1 (or null for all)")
         if self.alpha_step <= 0 or self.alpha_min > self.alpha_max:
             raise HeadsteerError(
                 f"steer alpha grid is empty (alpha_min={self.alpha_min}, alpha_max={self.alpha_max}, "

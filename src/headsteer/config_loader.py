@@ -136,3 +136,15 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
     for assignment in overrides:
         apply_override(data, assignment)
     return from_dict(RunConfig, data)
+
+
+def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Differences between two nested config dicts, as `key.sub: old -> new` (absent keys shown as such)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return out

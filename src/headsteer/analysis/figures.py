@@ -37,8 +37,21 @@ def _min_span(ax, span: float) -> None:
         ax.set_ylim(mid - span / 2, mid + span / 2)
 
 
+def _ci_band(axes, a: np.ndarray, keep: np.ndarray, c: dict, color: str) -> None:
+    """Shade the 95 % CI of the change against alpha = 0 around the alpha = 0 value (paired bootstrap)."""
+    i0 = int(np.argmin(np.abs(a)))
+    for ax, key, scale in ((axes[0], "accuracy", 100), (axes[1], "head_usage", 1)):
+        ci = c.get(f"{key}_delta_ci")
+        if ci is None:
+            continue
+        ci = np.array(ci)[keep]  # (A, 2)
+        ref = scale * c[key][i0]
+        ax.fill_between(a[keep], ref + scale * ci[:, 0], ref + scale * ci[:, 1], color=color, alpha=0.12, lw=0)
+
+
 def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_range=(0.0, None), title: str = "") -> Path:
-    """Paper Fig. 2 (and Fig. 4 with alpha_range=(None, 0)): accuracy and steered-layer usage vs alpha."""
+    """Paper Fig. 2 (and Fig. 4 with alpha_range=(None, 0)): accuracy and steered-layer usage vs alpha; shaded:
+    the 95 % paired-bootstrap CI of the change against alpha = 0 (true-label curves)."""
     a = np.array(alphas)
     lo, hi = alpha_range
     keep = np.ones_like(a, dtype=bool)
@@ -55,6 +68,8 @@ def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_rang
             suffix = " (predicted class)" if source == "predicted" else ""
             axes[0].plot(a[keep], 100 * np.array(c["accuracy"])[keep], ls, color=color, marker=".", label=name + suffix)
             axes[1].plot(a[keep], np.array(c["head_usage"])[keep], ls, color=color, marker=".", label=name + suffix)
+            if source == "true":
+                _ci_band(axes, a, keep, c, color)
     axes[0].axhline(100 * baseline["accuracy"], color="k", lw=0.8, ls=":", label="unsteered")
     axes[1].axhline(baseline["head_usage"], color="k", lw=0.8, ls=":", label="unsteered")
     axes[0].set(xlabel="amplification strength α", ylabel="test accuracy (%)", title="Accuracy")

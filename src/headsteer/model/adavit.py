@@ -156,13 +156,20 @@ class AdaViT(nn.Module):
         return mask, a, det, x
 
     def forward_from(
-        self, x: torch.Tensor, start: int = 0, capture: tuple[int, ...] = (), fixed_masks: Optional[torch.Tensor] = None
+        self,
+        x: torch.Tensor,
+        start: int = 0,
+        capture: tuple[int, ...] = (),
+        fixed_masks: Optional[torch.Tensor] = None,
+        force: Optional[dict[int, torch.Tensor]] = None,
     ) -> AdaViTOutput:
         """Run blocks start..L-1 on tokens x (B, N, d), then the norm and the head.
 
         fixed_masks (B, L, H): use these head masks instead of the decision networks' (benchmarks,
-        controlled experiments).
+        controlled experiments). force {layer: (B, H) masks}: these layers keep the given heads, the
+        others decide as usual (sensitivity analysis, steering tails).
         """
+        force = force or {}
         B = x.shape[0]
         ones = x.new_ones(B, self.num_heads)
         inf = torch.full_like(ones, float("inf"))
@@ -174,8 +181,8 @@ class AdaViT(nn.Module):
                 continue
             if i in capture:
                 captured[i] = x
-            if fixed_masks is not None:
-                mask = det = fixed_masks[:, i].to(x.dtype)
+            if fixed_masks is not None or i in force:
+                mask = det = (force[i] if i in force else fixed_masks[:, i]).to(x.dtype)
                 a = inf
             elif self.gating and i in self.pruned_layers:
                 mask, a, det, x = self.head_mask(i, x)

@@ -31,16 +31,23 @@ class MacCount:
         return self.mean / self.dense
 
 
+def macs_per_head(model: AdaViT) -> int:
+    """MACs of one kept head in one layer: its qkv slice, QK^T and AV, its proj slice."""
+    vit = model.vit
+    T = vit.patch_embed.num_patches + vit.num_prefix_tokens
+    d, D = model.embed_dim, vit.blocks[0].attn.head_dim
+    return T * d * 3 * D + 2 * T * T * D + T * D * d
+
+
 def count_macs(model: AdaViT, masks: torch.Tensor) -> MacCount:
     """masks: (N, L, H) head masks (1 = kept) of N images."""
     vit = model.vit
     pe = vit.patch_embed
     T = pe.num_patches + vit.num_prefix_tokens
     d, H = model.embed_dim, model.num_heads
-    D = vit.blocks[0].attn.head_dim
     conv = pe.proj
     patch = pe.num_patches * conv.in_channels * conv.kernel_size[0] * conv.kernel_size[1] * conv.out_channels
-    per_head = T * d * 3 * D + 2 * T * T * D + T * D * d
+    per_head = macs_per_head(model)
     mlp = sum(2 * T * d * blk.mlp.fc1.out_features for blk in vit.blocks)
     decision = sum(
         sum(p.numel() for n, p in net.named_parameters() if n.endswith("weight") and p.ndim == 2)

@@ -16,6 +16,7 @@ from typing import Optional
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from headsteer.errors import HeadsteerError
 
@@ -63,6 +64,16 @@ class TopKSAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return z @ self.W_dec + self.b_dec  # (B, d_in)
+
+    def decode_sparse(self, values: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """Decode a code given as its non-zeros, values and latent indices (B, k): sum_j v_j W_dec[i_j] +
+        b_dec, without building the (B, d_sae) code (embedding_bag sums the k decoder rows directly)."""
+        return F.embedding_bag(indices, self.W_dec, per_sample_weights=values, mode="sum") + self.b_dec
+
+    def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
+        """x_hat for inputs x (B, d_in) through the sparse decode, as the steering sweep computes it."""
+        vals, idx = self.pre_acts(x).topk(self.k, dim=-1)
+        return self.decode_sparse(vals.relu(), idx)
 
     def forward(self, x: torch.Tensor) -> SAEOutput:
         pre = self.pre_acts(x)

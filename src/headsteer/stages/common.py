@@ -14,6 +14,7 @@ from pathlib import Path
 
 from headsteer import distributed
 from headsteer.config import RunConfig
+from headsteer.config_loader import config_diff
 from headsteer.errors import HeadsteerError
 from headsteer.io import git_sha, read_json, write_json
 
@@ -34,17 +35,6 @@ def stage_config(cfg: RunConfig, stage: str) -> dict:
     full = asdict(cfg)
     out = {key: full[key] for key in SECTIONS[stage] if key in full}
     out["world_size"] = distributed.info().world_size
-    return out
-
-
-def _diff(old: dict, new: dict, prefix: str = "") -> list[str]:
-    out = []
-    for key in sorted(set(old) | set(new)):
-        a, b = old.get(key, "<absent>"), new.get(key, "<absent>")
-        if isinstance(a, dict) and isinstance(b, dict):
-            out += _diff(a, b, f"{prefix}{key}.")
-        elif a != b:
-            out.append(f"{prefix}{key}: {a!r} -> {b!r}")
     return out
 
 
@@ -75,7 +65,7 @@ def prepare(cfg: RunConfig, stage: str, force: bool = False, command: str = "") 
         old = read_json(cfg_file).get("config", {})
         if old != wanted:
             if not force:
-                changes = "; ".join(_diff(old, wanted)[:5])
+                changes = "; ".join(config_diff(old, wanted)[:5])
                 raise HeadsteerError(
                     f"run folder {folder} was made by a different config ({changes}); pass --force to "
                     f"redo the stage there, or --out to write elsewhere"

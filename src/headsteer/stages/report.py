@@ -10,7 +10,9 @@ import torch
 
 from headsteer.activations import load_split
 from headsteer.analysis import figures as fig
-from headsteer.analysis.report import build_results, findings, write_html, write_markdown
+from headsteer.analysis import trust_figures as tfig
+from headsteer.analysis.report import write_html, write_markdown
+from headsteer.analysis.results import build_results, findings, verdict
 from headsteer.config import RunConfig
 from headsteer.data import load_dataset
 from headsteer.io import git_sha, read_json, read_tensors, write_json
@@ -56,12 +58,32 @@ def latent_cards(cfg: RunConfig, steer: dict, folder: Path, per_class: int = 2, 
     return paths
 
 
+def trust_figures(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
+    """(title, PNG path, caption) of the figures that put steering beside its baselines: the report's first."""
+    st = results["steering"]
+    return [
+        (
+            "Steering beside its baselines: accuracy at equal head usage",
+            tfig.frontier(results, folder / "fig_frontier.png"),
+            f"Every α of each strategy ({st['mode']}, true-label class sets) against the threshold baseline (a "
+            "constant shift of the steered layer's decision logits, no SAE) and the mean-shift baseline "
+            "(x + α(μ_c − μ), no SAE). A strategy is worth its SAE only where it lies above these lines.",
+        ),
+        (
+            "What each layer's heads are worth",
+            tfig.sensitivity(results, folder / "fig_sensitivity.png"),
+            "Test accuracy with every head of a layer kept, dropped, or one head dropped (other layers decide as "
+            "usual). Steering a layer cannot move accuracy by more than its kept-vs-dropped range.",
+        ),
+    ]
+
+
 def make_figures(prune: dict, steer: dict, results: dict, folder: Path) -> list[tuple[str, Path, str]]:
     """(title, PNG path, caption) of every figure of the report."""
     st = results["steering"]
-    base = steer["baseline"]
+    base = st["unsteered"]
     classes = results["classes"]
-    return [
+    return trust_figures(results, folder) + [
         (
             "The pruned model",
             fig.pruning_overview(
@@ -76,13 +98,20 @@ def make_figures(prune: dict, steer: dict, results: dict, folder: Path) -> list[
             "Fig. 2 — steering strength vs accuracy and head usage",
             fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig2_steering.png", (0.0, None)),
             f"Steered layer {st['layer']}, mode {st['mode']}; solid: true-label class sets (paper), dashed: "
-            "predicted class. Dotted: unsteered model. α = 0 is the SAE reconstruction.",
+            "predicted class. Dotted: unsteered model. α = 0 is the SAE reconstruction. Shaded: 95 % "
+            "paired-bootstrap CI of the change against α = 0.",
+        ),
+        (
+            f"Random latent sets: {st['random_band']['draws']} draws",
+            tfig.random_band(results, folder / "fig_random_band.png"),
+            "Mean and 2.5–97.5 % band over independent draws of the random set (same |S|, same mode).",
         ),
         (
             "Fig. 3 — head patterns of the top classes",
             fig.head_patterns(steer["top_classes"], prune["num_heads"], folder / "fig3_heads.png"),
-            f"Top classes by accuracy gain under per-class steering at α = {steer['top_alpha']}; cells: fraction of "
-            "the class's test images keeping the head.",
+            f"Top classes by accuracy gain under per-class steering at α = {steer['top_alpha']}, chosen on one half "
+            "of the test set, accuracy and usage measured on the other half; cells: fraction of the class's test "
+            "images keeping the head.",
         ),
         (
             "Fig. 4 — negative steering",
@@ -109,13 +138,13 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     run_dir = Path(cfg.out)
     prune, sae, steer = (read_json(run_dir / s / "metrics.json") for s in ("prune", "sae", "steer"))
     results = build_results(prune, sae, steer)
-    lines = findings(results, steer)
+    lines, opening = findings(results), verdict(results)
     figures = make_figures(prune, steer, results, folder)
     cards = latent_cards(cfg, steer, folder)
     command = read_json(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
     meta = {"git_sha": git_sha(), "created": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     write_json(folder / "results.json", results)
-    write_markdown(folder / "results.md", results, steer, lines, command)
-    write_html(folder / "report.html", results, steer, lines, figures, cards, meta)
+    write_markdown(folder / "results.md", results, steer, opening + lines, command)
+    write_html(folder / "report.html", results, steer, lines, opening, figures, cards, meta)
     print(f"[report] {folder / 'report.html'}")
     return results

@@ -28,7 +28,7 @@ def reconstruction_control(
     model: AdaViT, sae: TopKSAE, split, transform, layer: int, batch_size: int, device: torch.device, num_classes: int
 ) -> dict:
     """Accuracy / usage with the decision input of `layer` replaced by its SAE reconstruction."""
-    with model.override_decision_input(layer, lambda cls: sae(cls.float()).x_hat.to(cls.dtype)):
+    with model.override_decision_input(layer, lambda cls: sae.reconstruct(cls.float()).to(cls.dtype)):
         preds, masks = predict(model, split, transform, batch_size, device, desc="reconstruction control")
     return summarize(preds, split.labels, masks, model.pruned_layers, num_classes)
 

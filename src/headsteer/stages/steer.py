@@ -1,7 +1,9 @@
-"""Stage `steer`: latent statistics on TRAIN, index sets, the alpha sweep on TEST, and the analyses.
+"""Stage `steer`: latent statistics on TRAIN, index sets, the alpha sweep on TEST, baselines, the verdict.
 
 Writes `sweep.safetensors` (+ `sweep.json` naming the axes), `latents.safetensors` (frequencies and
-index sets) and `metrics.json` (curves per mode, top classes, overlaps, timing).
+index sets) and `metrics.json`: curves per mode with paired-bootstrap CIs, the threshold and
+mean-shift baselines, the random band, each strategy's verdict against the baselines at equal usage,
+the head sensitivity of every pruned layer, held-out top classes, overlaps, timing.
 """
 
 from __future__ import annotations
@@ -14,14 +16,22 @@ import torch
 from headsteer.activations import Activations, load_split
 from headsteer.config import RunConfig
 from headsteer.data import iterate
+from headsteer.errors import HeadsteerError
 from headsteer.io import read_json, write_json, write_tensors
 from headsteer.model.configured import PrunedModel, load_pruned
+from headsteer.model.macs import macs_per_head
 from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.alphas import alpha_grid
+from headsteer.steer.baselines import MeanShift, mean_shift_curve, threshold_curve
+from headsteer.steer.heldout import top_classes_heldout
+from headsteer.steer.sensitivity import layer_sensitivity
 from headsteer.steer.stats import IndexSets, index_sets, latent_frequencies
-from headsteer.steer.summary import curves, set_overlaps, top_classes, unsteered
-from headsteer.steer.sweep import FinalBlockTail, GeneralTail, SweepGrid, SweepResult, run_sweep
+from headsteer.steer.summary import curves, per_class_cis, random_band, set_overlaps, unsteered
+from headsteer.steer.sweep import Scorer, SweepGrid, SweepResult, run_sweep
+from headsteer.steer.tails import OutcomeCache, make_tail
+from headsteer.steer.uncertainty import Bootstrap
+from headsteer.steer.verdict import verdicts
 
 
 def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, folder: Path) -> IndexSets:
@@ -30,7 +40,7 @@ def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, folder
     with torch.inference_mode():
         active = torch.cat([(sae.encode(xb.to(device)) > 0).cpu() for xb in train.cls.split(sc.batch_size)])
     freqs = latent_frequencies(active, train.labels, C)
-    sets = index_sets(freqs, sc.set_size or sae.k, cfg.seed, sc.min_class_freq)
+    sets = index_sets(freqs, sc.set_size or sae.k, cfg.seed, sc.min_class_freq, sc.random_draws)
     write_tensors(
         folder / "latents.safetensors",
         {
@@ -38,58 +48,98 @@ def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, folder
             "freq_overall": freqs.overall,
             "set_per_class": sets.per_class,
             "set_global": sets.global_,
-            "set_random": sets.random,
+            "set_random": sets.random.clone(),
+            "set_random_draws": sets.random_draws,
             "set_per_class_specific": sets.per_class_specific,
         },
     )
     return sets
 
 
-def cached_tail(cfg: RunConfig, pm: PrunedModel, layer: int, device: torch.device):
-    """Everything before the steered layer's mask, computed once over the test set."""
+def captured_tokens(cfg: RunConfig, pm: PrunedModel, layers: list[int], rows: torch.Tensor | None = None) -> dict:
+    """{layer: (N, T, d) tokens entering it} over the test images (or the rows given), one pass."""
+    device = next(pm.model.parameters()).device
+    out: dict[int, list] = {i: [] for i in layers}
+    split = pm.data.test if rows is None else type(pm.data.test)(pm.data.test.images[rows], pm.data.test.labels[rows])
+    with torch.inference_mode():
+        for images, _ in iterate(split, cfg.prune.eval_batch_size):
+            captured = pm.model(pm.test_tf(images).to(device), capture=tuple(layers)).captured
+            for i in layers:
+                out[i].append(captured[i])
+    return {i: torch.cat(v) for i, v in out.items()}
 
-    def token_batches():
-        with torch.inference_mode():
-            for images, _ in iterate(pm.data.test, cfg.prune.eval_batch_size):
-                yield pm.model(pm.test_tf(images).to(device), capture=(layer,)).captured[layer]
 
-    if FinalBlockTail.supported(pm.model, layer):
-        return FinalBlockTail(pm.model, token_batches())
-    return GeneralTail(pm.model, layer, token_batches())
-
-
-def sweep_metrics(
-    cfg: RunConfig, res: SweepResult, sets: IndexSets, test: Activations, layer: int, classes: list[str]
-) -> dict:
-    """The curves, top classes, overlaps and the unsteered baseline reported from the sweep."""
-    sc = cfg.steer
-    baseline, base = unsteered(test.predictions, test.labels, test.masks[:, layer], len(classes))
-    overlap, class_overlap = set_overlaps(sets, classes)
+def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: Activations) -> dict:
+    """Kept / dropped / each-dropped accuracy of every pruned layer: the steered layer on every test image
+    (through the sweep's cache), the others on a seeded subset of `steer.sensitivity_images`."""
+    model, layer, n = pm.model, steered.tail.layer, len(test)
+    k = n if cfg.steer.sensitivity_images is None else min(n, cfg.steer.sensitivity_images)
+    rows = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 17))[:k].sort().values
+    others = [i for i in model.pruned_layers if i != layer]
+    tokens = captured_tokens(cfg, pm, others, rows) if others else {}
+    table = {layer: layer_sensitivity(steered, test.labels, test.predictions)}
+    for i in others:
+        cache = OutcomeCache(make_tail(model, i, [tokens.pop(i)]), cfg.steer.batch_size)
+        table[i] = layer_sensitivity(cache, test.labels[rows], test.predictions[rows])
+    layers = sorted(table)
+    rep = table[layer]
     return {
-        "layer": layer,
-        "mode": sc.mode,
-        "alphas": res.alphas,
-        "set_size": sets.global_.numel(),
-        "classes": classes,
-        "baseline": baseline,
-        "curves": curves(res, sc.mode),
-        "curves_by_mode": {mode: curves(res, mode) for mode in res.modes},
-        "top_alpha": sc.top_alpha,
-        "top_classes": top_classes(res, sc.mode, sc.top_alpha, sc.top_n, classes, base),
-        "top_classes_predicted": top_classes(res, sc.mode, sc.top_alpha, sc.top_n, classes, base, source="predicted"),
-        "overlap": overlap,
-        "class_overlap": class_overlap,
+        "steered_layer": layer,
+        "layers": layers,
+        "all_kept": [table[i].all_kept for i in layers],
+        "all_dropped": [table[i].all_dropped for i in layers],
+        "range_pts": rep.range_pts,
+        "table": [table[i].as_dict() for i in layers],
+        "subset_images": k,
+        "can_show_accuracy_effects": rep.range_pts >= 1.0,
     }
+
+
+def baselines(cfg: RunConfig, pm: PrunedModel, scorer: Scorer, test: Activations, train: Activations) -> tuple:
+    """(threshold curve, {label source: mean-shift curve}) of the steered layer."""
+    layer, device = scorer.layer, next(pm.model.parameters()).device
+    decide = pm.model.decisions[str(layer)]
+    x = test.cls.to(device)
+    with torch.inference_mode():
+        threshold = threshold_curve(scorer, decide(x), cfg.steer.threshold_levels)
+        shift = MeanShift.fit(train.cls, train.labels, len(pm.data.classes))
+        sources = {"true": test.labels, "predicted": test.predictions}
+        mean_shift = {
+            s: mean_shift_curve(scorer, decide, x, sources[s], shift, alpha_grid(cfg.steer))
+            for s in cfg.steer.label_sources
+        }
+    return threshold, mean_shift
+
+
+def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base: tuple, boot: Bootstrap) -> dict:
+    """Curves with CIs, the random band, the verdicts, held-out top classes (all from per-image scores)."""
+    sc = cfg.steer
+    threshold, mean_shift = base
+    out = {
+        "curves": curves(res, sc.mode, boot),
+        "curves_by_mode": {m: curves(res, m) for m in res.grid.modes},
+        "per_class_ci": per_class_cis(res, sc.mode, boot, test.labels, len(classes)),
+        "random_band": random_band(res, sc.mode),
+        "threshold": threshold.summary(),
+        "mean_shift": {s: c.summary() for s, c in mean_shift.items()},
+        "verdicts": verdicts(res, sc.mode, boot, threshold, mean_shift),
+        "top_alpha": sc.top_alpha,
+    }
+    for source, key in (("true", "top_classes"), ("predicted", "top_classes_predicted")):
+        held = top_classes_heldout(res, test, classes, boot, sc.top_alpha, sc.top_n, cfg.seed, sc.mode, source=source)
+        out[key], out[f"{key}_table"] = held["classes"], held
+    return out
 
 
 def write_sweep(folder: Path, res: SweepResult, classes: list[str]) -> None:
     write_tensors(folder / "sweep.safetensors", res.tensors())
+    g = res.grid
     axes = {
         "axes": ["mode", "label_source", "strategy", "alpha", "class", "head"],
-        "modes": res.modes,
-        "label_sources": res.label_sources,
-        "strategies": res.strategies,
-        "alphas": res.alphas,
+        "modes": g.modes,
+        "label_sources": g.label_sources,
+        "strategies": g.strategies,
+        "alphas": g.alphas,
         "classes": classes,
     }
     write_json(folder / "sweep.json", axes)
@@ -99,33 +149,48 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     device, sc = resolve_device(cfg.device), cfg.steer
     pm = load_pruned(cfg, device)
     layer = read_json(Path(cfg.out) / "extract" / "metrics.json")["layer"]
+    if layer not in pm.model.pruned_layers:
+        raise HeadsteerError(
+            f"extract.layer={layer} has no decision network to steer (pruned layers: "
+            f"{pm.model.pruned_layers}); extract a pruned layer or add it to model.pruned_layers"
+        )
     sae = TopKSAE.load(Path(cfg.out) / "sae" / "sae", expected_d_in=pm.model.embed_dim).to(device).eval()
     train, test = load_split(cfg.out, "train"), load_split(cfg.out, "test")
-    sets = latent_sets(cfg, sae, train, len(pm.data.classes), folder)
+    classes = pm.data.classes
+    sets = latent_sets(cfg, sae, train, len(classes), folder)
     t0 = time.time()
-    tail = cached_tail(cfg, pm, layer, device)
-    cache_seconds, t0 = time.time() - t0, time.time()
+    cache = OutcomeCache(make_tail(pm.model, layer, [captured_tokens(cfg, pm, [layer])[layer]]), sc.batch_size)
+    scorer = Scorer(cache, test, layer, pm.model.pruned_layers)
     grid = SweepGrid(sc.modes, sc.label_sources, sc.strategies, alpha_grid(sc))
-    res = run_sweep(pm.model, sae, tail, test, sets, grid, sc.batch_size)
-    sweep_seconds = time.time() - t0
-    write_sweep(folder, res, pm.data.classes)
-    metrics = sweep_metrics(cfg, res, sets, test, layer, pm.data.classes)
-    metrics["tail"] = type(tail).__name__
+    res = run_sweep(pm.model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws)
+    sweep_seconds, t0 = time.time() - t0, time.time()
+    write_sweep(folder, res, classes)
+    base = baselines(cfg, pm, scorer, test, train)
+    boot = Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)
+    metrics = {
+        "layer": layer,
+        "mode": sc.mode,
+        "alphas": grid.alphas,
+        "set_size": int(sets.global_.numel()),
+        "classes": classes,
+        "tail": type(cache.tail).__name__,
+        "baseline": unsteered(test.predictions, test.labels, test.masks[:, layer], len(classes)),
+        **analyses(cfg, res, test, classes, base, boot),
+        "sensitivity": sensitivities(cfg, pm, cache, test),
+        "attention_macs_per_head": macs_per_head(pm.model),
+        "num_layers": pm.model.depth,
+    }
+    metrics["overlap"], metrics["class_overlap"] = set_overlaps(sets, classes)
     metrics["timing"] = {
-        "cache_seconds": round(cache_seconds, 2),
         "sweep_seconds": round(sweep_seconds, 2),
-        "points": grid.size,
-        "seconds_per_point": sweep_seconds / max(1, grid.size),
+        "analysis_seconds": round(time.time() - t0, 2),
+        "points": res.accuracy.numel(),
+        "tail_evaluations": cache.computed,
     }
     write_json(folder / "metrics.json", metrics)
-    top = ", ".join(
-        f"{t['class']} {t['accuracy_before']:.2f}->{t['accuracy_after']:.2f} (usage "
-        f"{t['usage_before']:.2f}->{t['usage_after']:.2f})"
-        for t in metrics["top_classes"][:3]
-    )
     print(
-        f"[steer] {grid.size} points in {sweep_seconds:.1f}s ({type(tail).__name__}); overlap global/per-class "
-        f"IoU {metrics['overlap']['global_vs_per_class_iou']:.3f}; top classes at alpha {sc.top_alpha}: {top}",
+        f"[steer] {res.accuracy.numel()} points in {sweep_seconds:.1f}s ({cache.computed} tail evaluations), "
+        f"baselines + analyses {metrics['timing']['analysis_seconds']:.1f}s",
         flush=True,
     )
     return metrics

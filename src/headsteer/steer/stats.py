@@ -36,18 +36,36 @@ class IndexSets:
     """(C, |S|) top-|S| most frequent latents of each class."""
     global_: torch.Tensor
     """(|S|,) top-|S| most frequent latents over all classes."""
-    random: torch.Tensor
-    """(|S|,) uniformly drawn latents (seeded)."""
+    random_draws: torch.Tensor
+    """(R, |S|) independently drawn uniform latent sets (seeded); draw 0 is `random`."""
     per_class_specific: torch.Tensor
     """(C, |S|) latents of each class ranked by lift = class frequency / overall frequency, among
     latents firing on at least `min_class_freq` of the class (others fill in by frequency)."""
+
+    @property
+    def random(self) -> torch.Tensor:
+        """(|S|,) the first random draw."""
+        return self.random_draws[0]
 
     def get(self, strategy: str) -> torch.Tensor:
         return self.global_ if strategy == "global" else getattr(self, strategy)
 
     def masks(self, strategy: str, classes: torch.Tensor, n_latents: int) -> torch.Tensor:
         """(N, n) bool: which latents are amplified for each sample, given its class (N,)."""
-        s = self.get(strategy)
+        return self.masks_of(self.get(strategy), classes, n_latents)
+
+    def indices(self, strategy: str, classes: torch.Tensor) -> torch.Tensor:
+        """(N, |S|) latent indices amplified for each sample, given its class (N,)."""
+        return self.indices_of(self.get(strategy), classes)
+
+    @staticmethod
+    def indices_of(s: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """(N, |S|) indices of a set s: (|S|,) for every sample, or (C, |S|) picked by class (N,)."""
+        return s.expand(classes.shape[0], -1) if s.ndim == 1 else s[classes]
+
+    @staticmethod
+    def masks_of(s: torch.Tensor, classes: torch.Tensor, n_latents: int) -> torch.Tensor:
+        """(N, n) bool masks of a set s: (|S|,) for every sample, or (C, |S|) picked by class (N,)."""
         if s.ndim == 1:
             m = torch.zeros(n_latents, dtype=torch.bool)
             m[s] = True
@@ -56,18 +74,30 @@ class IndexSets:
         return per_class[classes]
 
 
-def index_sets(freqs: LatentFrequencies, size: int, seed: int, min_class_freq: float = 0.05) -> IndexSets:
+def index_sets(
+    freqs: LatentFrequencies, size: int, seed: int, min_class_freq: float = 0.05, random_draws: int = 1
+) -> IndexSets:
     n = freqs.overall.shape[0]
     size = min(size, n)
     per_class = freqs.per_class.topk(size, dim=1).indices
     global_ = freqs.overall.topk(size).indices
-    random = torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:size]
+    random = draw_random_sets(n, size, random_draws, seed)
     lift = freqs.per_class / freqs.overall.clamp(min=1e-12)[None]  # (C, n)
     eligible = freqs.per_class >= min_class_freq
     # eligible latents by lift first, then the rest by frequency (a score offset keeps the two apart)
     score = torch.where(eligible, lift + 1e6, freqs.per_class)
     specific = score.topk(size, dim=1).indices
-    return IndexSets(per_class=per_class, global_=global_, random=random, per_class_specific=specific)
+    return IndexSets(per_class=per_class, global_=global_, random_draws=random, per_class_specific=specific)
+
+
+def draw_random_sets(n_latents: int, size: int, draws: int, seed: int) -> torch.Tensor:
+    """(draws, size) uniformly drawn latent sets; draw 0 uses `seed` itself, so it is the same set with
+    any number of draws."""
+    sets = []
+    for r in range(draws):
+        g = torch.Generator().manual_seed(seed if r == 0 else seed * 1000003 + r)
+        sets.append(torch.randperm(n_latents, generator=g)[:size])
+    return torch.stack(sets)
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -1,68 +1,72 @@
-"""What the steer stage reports from a sweep: curves per mode, top classes, set overlaps."""
+"""What the steer stage reports from a sweep: curves with their CIs, the random band, set overlaps."""
 
 from __future__ import annotations
 
 import torch
 
-from headsteer.steer.alphas import nearest_index
+from headsteer.classwise import class_mean
 from headsteer.steer.stats import IndexSets, class_overlap, iou, overlap_frac
-from headsteer.steer.sweep import SweepResult, class_head_stats
+from headsteer.steer.sweep import SweepResult
+from headsteer.steer.uncertainty import Bootstrap
 
 
-def curves(res: SweepResult, mode: str) -> dict:
-    """{label source: {strategy: {accuracy, head_usage, head_usage_overall: per-alpha lists}}}."""
-    mi = res.modes.index(mode)
+def _pairs(ci: torch.Tensor) -> list[list[float]]:
+    """(2, A) interval -> [[lo, hi] per alpha]."""
+    return ci.T.tolist()
+
+
+def _by_cell(res: SweepResult, mode: str, fn) -> dict:
+    """{label source: {strategy: fn((mode, source, strategy) index)}} over the sweep's grid."""
+    g = res.grid
+    mi = g.modes.index(mode)
     return {
-        source: {
-            strategy: {
-                "accuracy": res.accuracy[mi, li, si].tolist(),
-                "head_usage": res.usage_layer[mi, li, si].tolist(),
-                "head_usage_overall": res.usage_overall[mi, li, si].tolist(),
-            }
-            for si, strategy in enumerate(res.strategies)
-        }
-        for li, source in enumerate(res.label_sources)
+        source: {strategy: fn((mi, li, si)) for si, strategy in enumerate(g.strategies)}
+        for li, source in enumerate(g.label_sources)
     }
 
 
-def top_classes(
-    res: SweepResult,
-    mode: str,
-    alpha: float,
-    n: int,
-    classes: list[str],
-    base: tuple,
-    strategy: str = "per_class",
-    source: str = "true",
-) -> list[dict]:
-    """Classes ranked by accuracy gain under `strategy` steering at the grid alpha nearest `alpha`.
+def curves(res: SweepResult, mode: str, boot: Bootstrap | None = None) -> dict:
+    """{label source: {strategy: {accuracy, head_usage, head_usage_overall: per-alpha lists}}}; with a
+    bootstrap, also `accuracy_delta_ci` and `head_usage_delta_ci` ([lo, hi] per alpha) of the change
+    against alpha = 0, paired over test images."""
+    a0 = res.grid.alphas.index(0.0)
 
-    base: the unsteered (per-class accuracy (C,), usage (C,), per-head keep rate (C, H)).
-    """
-    if strategy not in res.strategies or source not in res.label_sources:
-        return []
-    base_acc, base_usage, base_head = base
-    ai = nearest_index(res.alphas, alpha)
-    ix = (res.modes.index(mode), res.label_sources.index(source), res.strategies.index(strategy), ai)
-    acc_after, usage_after = res.per_class_accuracy[ix], res.per_class_usage[ix]
-    head_after = res.per_class_head[ix]  # (C, H)
-    gain = acc_after - base_acc
-    order = sorted(range(len(classes)), key=lambda c: (-gain[c].item(), (usage_after[c] - base_usage[c]).item()))
-    return [
-        {
-            "class": classes[c],
-            "class_index": c,
-            "alpha": res.alphas[ai],
-            "accuracy_before": base_acc[c].item(),
-            "accuracy_after": acc_after[c].item(),
-            "usage_before": base_usage[c].item(),
-            "usage_after": usage_after[c].item(),
-            "head_keep_before": base_head[c].tolist(),
-            "head_keep_after": head_after[c].tolist(),
-            "heads_kept": [h for h in range(head_after.shape[1]) if head_after[c, h] >= 0.5],
+    def cell(ix: tuple) -> dict:
+        c = {
+            "accuracy": res.accuracy[ix].tolist(),
+            "head_usage": res.usage_layer[ix].tolist(),
+            "head_usage_overall": res.usage_overall[ix].tolist(),
         }
-        for c in order[:n]
-    ]
+        if boot is not None:
+            correct, usage = res.sample_correct[ix].T, res.sample_usage[ix].T  # (N, A)
+            c["accuracy_delta_ci"] = _pairs(boot.delta_ci(correct, correct[:, a0]))
+            c["head_usage_delta_ci"] = _pairs(boot.delta_ci(usage, usage[:, a0]))
+        return c
+
+    return _by_cell(res, mode, cell)
+
+
+def per_class_cis(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Tensor, C: int) -> dict:
+    """{source: {strategy: (A, C, 2) CI of each class's accuracy change against alpha = 0}}."""
+    a0 = res.grid.alphas.index(0.0)
+
+    def cell(ix: tuple) -> list:
+        correct = res.sample_correct[ix].T  # (N, A)
+        per_class = [boot.delta_ci(correct, correct[:, a0], rows=labels == c) for c in range(C)]  # (2, A) each
+        return torch.stack(per_class).permute(2, 0, 1).tolist()  # (A, C, 2)
+
+    return _by_cell(res, mode, cell)
+
+
+def random_band(res: SweepResult, mode: str) -> dict:
+    """Mean and 2.5-97.5 % band over the random draws, per alpha."""
+    mi = res.grid.modes.index(mode)
+    q = torch.tensor([0.025, 0.975])
+    out = {"draws": res.draw_accuracy.shape[-1]}
+    for name, t in (("accuracy", res.draw_accuracy[mi]), ("head_usage", res.draw_usage[mi])):  # (A, R)
+        band = torch.quantile(t, q, dim=1)
+        out[name] = {"mean": t.mean(1).tolist(), "lo": band[0].tolist(), "hi": band[1].tolist()}
+    return out
 
 
 def set_overlaps(sets: IndexSets, classes: list[str]) -> tuple[dict, dict]:
@@ -79,16 +83,14 @@ def set_overlaps(sets: IndexSets, classes: list[str]) -> tuple[dict, dict]:
     return overlap, {"iou": iou_mat.tolist(), "frac": frac_mat.tolist(), "top_pairs": top}
 
 
-def unsteered(predictions: torch.Tensor, labels: torch.Tensor, layer_masks: torch.Tensor, C: int) -> tuple:
-    """The unsteered model: (summary dict, (per-class accuracy, usage, per-head keep rate) tensors).
-
-    predictions, labels: (N,); layer_masks: (N, H) masks of the steered layer."""
-    base = class_head_stats(predictions, labels, layer_masks.float(), C)
-    acc, usage, head = base
+def unsteered(predictions: torch.Tensor, labels: torch.Tensor, layer_masks: torch.Tensor, C: int) -> dict:
+    """The unsteered model (no SAE): accuracy and steered-layer usage, overall and per class."""
+    head = class_mean(layer_masks.float(), labels, C)  # (C, H)
+    correct = (predictions == labels).float()
     return {
-        "accuracy": (predictions == labels).float().mean().item(),
+        "accuracy": correct.mean().item(),
         "head_usage": layer_masks.float().mean().item(),
-        "per_class_accuracy": acc.tolist(),
-        "per_class_usage": usage.tolist(),
+        "per_class_accuracy": class_mean(correct, labels, C).tolist(),
+        "per_class_usage": head.mean(1).tolist(),
         "per_class_head": head.tolist(),
-    }, base
+    }

@@ -1,0 +1,286 @@
+"""Seeds (`headsteer aggregate RUN_DIR ...`): runs of one config that differ only in `seed=`, combined into
+each headline figure's mean ± sample sd (n − 1) and the conclusions (verdicts against the baselines, signs of
+steering changes) checked in every seed. A key a results.json lacks shows "—" for that seed."""
+
+from __future__ import annotations
+
+import html
+import os
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from headsteer.config_loader import config_diff
+from headsteer.errors import HeadsteerError
+from headsteer.io import read_json, write_json, write_text
+from headsteer.steer.alphas import nearest_index
+
+# (dotted path in results.json, label, kind); the kind picks the formatting (KINDS)
+HEADLINE = [
+    ("dense.accuracy", "dense accuracy", "acc"),
+    ("pruned.accuracy", "pruned accuracy", "acc"),
+    ("pruned.head_usage", "pruned head usage", "usage"),
+    ("sae.fvu", "SAE FVU", "plain"),
+    ("sae.mse", "SAE MSE", "plain"),
+    ("sae.reconstruction.accuracy_delta", "SAE reconstruction: accuracy change", "acc_delta"),
+    ("sae.reconstruction.head_usage_delta", "SAE reconstruction: steered-layer usage change", "usage_delta"),
+    ("overlap.global_vs_per_class_iou", "global vs per-class latent sets: IoU", "plain"),
+    ("sensitivity.range_pts", "steered-layer sensitivity (range_pts)", "pts"),
+]
+# kind -> (scale, decimals, sign, suffix): accuracies are fractions in results.json, printed in % and points
+KINDS = {"acc": (100, 2, "", " %"), "acc_delta": (100, 2, "+", " pts"), "usage": (1, 3, "", "")}
+KINDS |= {"usage_delta": (1, 3, "+", ""), "plain": (1, 4, "", ""), "pts": (1, 2, "", " pts")}
+# steering figures: (curve in results.json, what it measures, kind)
+STEERED = [("head_usage", "steered-layer usage", "usage_delta"), ("accuracy", "accuracy", "acc_delta")]
+BASELINES = {"vs_threshold": "threshold", "vs_mean_shift": "mean-shift"}
+VERBS = {"beats": "beats", "matches": "matches", "loses": "loses to", "no overlap": "shares no usage range with"}
+SIGNS = {"down": "goes down", "up": "goes up", "flat": "does not change"}
+EPS = 1e-9  # a change smaller than this is "flat" (float noise, not a result)
+
+
+@dataclass
+class Run:
+    """One run directory that went into the aggregate."""
+
+    path: str
+    """The run directory, as given."""
+    seed: int
+    """Its `seed` (from RUN/report/config.json)."""
+    git_sha: str
+    """The commit its report was made with."""
+
+
+@dataclass
+class Figure:
+    """One headline figure across seeds."""
+
+    key: str
+    """Dotted id: a results.json path (`pruned.accuracy`) or a derived one (`steering.true.per_class.usage_change`)."""
+    label: str
+    """What it is, in words."""
+    kind: str
+    """How it is printed: a key of KINDS (accuracies are fractions printed in %, their changes in points)."""
+    values: list[float | None]
+    """One value per seed, in the order of `Aggregate.runs`; None where that run's results.json lacks it."""
+    mean: float | None
+    """Mean over the seeds that have the figure."""
+    sd: float | None
+    """Sample standard deviation (n − 1) over those seeds; None with fewer than two."""
+
+
+@dataclass
+class Conclusion:
+    """A categorical outcome per seed, and whether all seeds agree on it."""
+
+    subject: str
+    """What is concluded about, e.g. `per_class vs threshold`."""
+    per_seed: list[str | None]
+    """The outcome in each seed (`beats`, `down`, ...), in the order of `Aggregate.runs`; None where missing."""
+    holds: bool
+    """True when every seed has the same outcome."""
+    text: str
+    """In words: `holds in every seed: ...` or `differs across seeds: ...`."""
+
+
+@dataclass
+class Aggregate:
+    """Runs of one config with different seeds, combined."""
+
+    runs: list[Run]
+    """The runs, sorted by seed."""
+    config: dict
+    """The config they share: the report stage's config sections, without `seed`."""
+    figures: list[Figure]
+    """Headline figures: per-seed values, mean and sd."""
+    conclusions: list[Conclusion]
+    """Verdicts against the baselines and signs of the steering changes, each checked across seeds."""
+
+
+def default_out(run_dirs: list[str | Path]) -> Path:
+    """The run directories' common parent + `/aggregate` (runs/demo-seed0, runs/demo-seed1 -> runs/aggregate)."""
+    return Path(os.path.commonpath([str(Path(d).resolve().parent) for d in run_dirs])) / "aggregate"
+
+
+def _meta(run_dir: Path) -> dict:
+    """RUN/report/config.json: its "config" holds the sections the report depends on, `seed` included."""
+    if not (run_dir / "report" / "results.json").is_file():
+        raise HeadsteerError(f"{run_dir} has no report/results.json; run `headsteer run` there first")
+    meta = read_json(run_dir / "report" / "config.json")
+    if not isinstance(meta.get("config"), dict) or not isinstance(meta["config"].get("seed"), int):
+        raise HeadsteerError(f"{run_dir}/report/config.json has no config with a seed; run `headsteer run` there again")
+    return meta
+
+
+def _runs(run_dirs: list[Path]) -> list[Run]:
+    """The runs, sorted by seed; refused where configs differ beyond `seed` or a seed repeats."""
+    metas, seen, first = [_meta(d) for d in run_dirs], {}, run_dirs[0]
+    for path, meta in zip(run_dirs, metas, strict=True):
+        diffs = config_diff(_shared(metas[0]), _shared(meta))
+        more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
+        if diffs:
+            raise HeadsteerError(f"{first} and {path} differ beyond `seed` ({diffs[0]}{more}); aggregate one config")
+        if (seed := meta["config"]["seed"]) in seen:
+            raise HeadsteerError(f"{seen[seed]} and {path} both have seed={seed}; aggregate runs with different seeds")
+        seen[seed] = path
+    runs = [
+        Run(str(p), m["config"]["seed"], str(m.get("git_sha") or "?")) for p, m in zip(run_dirs, metas, strict=True)
+    ]
+    return sorted(runs, key=lambda r: r.seed)
+
+
+def _shared(meta: dict) -> dict:
+    """The config without `seed`."""
+    return {k: v for k, v in meta["config"].items() if k != "seed"}
+
+
+def _get(doc: object, dotted: str) -> float | None:
+    for part in dotted.split("."):
+        doc = doc.get(part) if isinstance(doc, dict) else None
+    return float(doc) if isinstance(doc, (int, float)) and not isinstance(doc, bool) else None
+
+
+def _one(key: str, label: str, kind: str, value: float | None) -> Figure:
+    """A figure in one seed."""
+    return Figure(key, label, kind, [value], value, None)
+
+
+def _steering(results: dict) -> list[Figure]:
+    """Per label source and strategy: steered-layer usage and accuracy change from α = 0 to the largest α."""
+    st = results.get("steering") or {}
+    alphas, out = st.get("alphas") or [], []
+    for source, strategies in (st.get("curves") or {}).items() if alphas else []:
+        i0, i1 = nearest_index(alphas, 0.0), alphas.index(max(alphas))
+        for strategy, curve in strategies.items():
+            for metric, what, kind in STEERED:
+                ys = curve.get(metric) or []
+                label = f"{strategy} steering ({source} labels): {what} change, α 0 → {alphas[i1]:g}"
+                if len(ys) == len(alphas):
+                    out.append(_one(f"steering.{source}.{strategy}.{metric}_change", label, kind, ys[i1] - ys[i0]))
+    return out
+
+
+def _readings(results: dict) -> dict[str, Figure]:
+    """Every headline figure one results.json has, by key."""
+    out = [_one(key, label, kind, _get(results, key)) for key, label, kind in HEADLINE] + _steering(results)
+    for strategy, by_baseline in (results.get("verdict") or {}).items():
+        for base, name in BASELINES.items():
+            label = f"{strategy} vs {name}: accuracy change at equal usage"
+            out.append(_one(f"verdict.{strategy}.{base}.delta", label, "acc_delta", _get(by_baseline, f"{base}.delta")))
+    return {f.key: f for f in out if f.mean is not None}
+
+
+def _figures(readings: list[dict[str, Figure]]) -> list[Figure]:
+    figures = []
+    for key in dict.fromkeys(k for r in readings for k in r):  # every key any seed has, first-seen order
+        first = next(r[key] for r in readings if key in r)
+        values = [r[key].mean if key in r else None for r in readings]
+        have = [v for v in values if v is not None]
+        sd = statistics.stdev(have) if len(have) > 1 else None
+        figures.append(Figure(key, first.label, first.kind, values, statistics.fmean(have), sd))
+    return figures
+
+
+def _conclude(subject: str, template: str, outcomes: list[str | None], seeds: list[int], words: dict) -> Conclusion:
+    """`holds in every seed: <template filled>` or `differs across seeds: <subject>: a (seeds 0, 1), b (seed 2)`."""
+    if None not in outcomes and len(set(outcomes)) == 1:
+        return Conclusion(subject, outcomes, True, "holds in every seed: " + template.format(words[outcomes[0]]))
+    groups: dict[str, list[str]] = {}
+    for seed, outcome in zip(seeds, outcomes, strict=True):
+        groups.setdefault(outcome or "missing", []).append(str(seed))
+    parts = [f"{o} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})" for o, s in groups.items()]
+    return Conclusion(subject, outcomes, False, f"differs across seeds: {subject}: " + ", ".join(parts))
+
+
+def _conclusions(results: list[dict], figures: list[Figure], seeds: list[int]) -> list[Conclusion]:
+    out = []
+    for strategy in dict.fromkeys(s for r in results for s in (r.get("verdict") or {})):
+        for base, name in BASELINES.items():
+            calls = [(((r.get("verdict") or {}).get(strategy) or {}).get(base) or {}).get("call") for r in results]
+            if any(calls):
+                words = VERBS | {c: c for c in calls if c and c not in VERBS}
+                out.append(_conclude(f"{strategy} vs {name}", f"{strategy} {{}} {name}", calls, seeds, words))
+    for fig in figures:
+        if fig.key.startswith("steering."):
+            who, what = fig.label.split(": ", 1)  # "per_class steering (true labels)", "accuracy change, α 0 → 1.5"
+            what, alpha = what.split(" change, ")
+            where = f"under {who}, {alpha}"
+            signs = [None if v is None else "down" if v < -EPS else "up" if v > EPS else "flat" for v in fig.values]
+            out.append(_conclude(f"{what} {where}", f"{what} {{}} {where}", signs, seeds, SIGNS))
+    return out
+
+
+def aggregate(run_dirs: list[Path]) -> Aggregate:
+    """Combine runs of one config with different seeds (refused: fewer than 2, other differences, a seed twice)."""
+    if len(run_dirs) < 2:
+        raise HeadsteerError(f"aggregate needs at least 2 run directories (seeds of one config), got {len(run_dirs)}")
+    runs = _runs([Path(d) for d in run_dirs])
+    results = [read_json(Path(r.path) / "report" / "results.json") for r in runs]
+    figures = _figures([_readings(r) for r in results])
+    conclusions = _conclusions(results, figures, [r.seed for r in runs])
+    config = _shared(_meta(Path(runs[0].path)))
+    return Aggregate(runs=runs, config=config, figures=figures, conclusions=conclusions)
+
+
+def _num(value: float | None, kind: str, sign: str | None = None) -> str:
+    scale, decimals, kind_sign, _ = KINDS[kind]
+    return "—" if value is None else f"{value * scale:{kind_sign if sign is None else sign}.{decimals}f}"
+
+
+def _rows(agg: Aggregate) -> list[list[str]]:
+    """The table: figure | value in each seed | mean ± sd."""
+    rows = [["figure", "seeds " + ", ".join(str(r.seed) for r in agg.runs), "mean ± sd"]]
+    for fig in agg.figures:
+        suffix = KINDS[fig.kind][3]
+        spread = f" ± {_num(fig.sd, fig.kind, sign='')}" if fig.sd is not None else ""
+        values = ", ".join(_num(v, fig.kind) for v in fig.values)
+        rows.append([fig.label, values + suffix, f"{_num(fig.mean, fig.kind)}{spread}{suffix}"])
+    return rows
+
+
+def _header(agg: Aggregate) -> list[str]:
+    """Title and the line explaining the table."""
+    dataset = (agg.config.get("data") or {}).get("name", "")
+    seeds = ", ".join(str(r.seed) for r in agg.runs)
+    return [
+        f"headsteer aggregate — {dataset}, {len(agg.runs)} seeds ({seeds})",
+        "Runs of one config that differ only in `seed`. Each figure: its value in each seed, then mean ± sample sd "
+        "(n − 1). Accuracies in %, their changes in points (pts); usage is the fraction of heads kept.",
+    ]
+
+
+def _markdown(agg: Aggregate) -> str:
+    title, intro = _header(agg)
+    head, *rows = _rows(agg)
+    table = "\n".join(f"| {' | '.join(row)} |" for row in rows)
+    found = "".join(f"- {c.text}\n" for c in agg.conclusions)
+    runs = "".join(f"- seed {r.seed}: `{r.path}` (git {r.git_sha[:12]})\n" for r in agg.runs)
+    head_md = f"| {' | '.join(head)} |\n|---|---|---|"
+    return f"# {title}\n\n{intro}\n\n{head_md}\n{table}\n\n## Conclusions\n\n{found}\n## Runs\n\n{runs}"
+
+
+CSS = (Path(__file__).parent / "report.css").read_text(encoding="utf-8") + ".holds{color:#1f6f3a}.differs{color:#a33}"
+
+
+def _html(agg: Aggregate) -> str:
+    h, (title, intro) = html.escape, _header(agg)
+    head, *rows = _rows(agg)
+    table = "<tr>" + "".join(f"<th>{h(c)}</th>" for c in head) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{h(c)}</td>" for c in row) + "</tr>" for row in rows)
+    found = "".join(f'<li class="{"holds" if c.holds else "differs"}">{h(c.text)}</li>' for c in agg.conclusions)
+    runs = "".join(f"<li>seed {r.seed}: <code>{h(r.path)}</code> (git {h(r.git_sha[:12])})</li>" for r in agg.runs)
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{h(title)}</title>
+<style>{CSS}</style></head><body>
+<h1>{h(title)}</h1><p class="sub">{h(intro)}</p><table>{table}</table>
+<h2>Conclusions</h2><ul class="find">{found or "<li>none: no verdicts or steering curves</li>"}</ul>
+<h2>Runs</h2><ul>{runs}</ul>
+</body></html>
+"""
+
+
+def write_aggregate(agg: Aggregate, out_dir: str | Path) -> Path:
+    """aggregate.json (the `Aggregate`), aggregate.md, a self-contained aggregate.html; returns the HTML's path."""
+    out = Path(out_dir)
+    write_json(out / "aggregate.json", asdict(agg))
+    write_text(out / "aggregate.md", _markdown(agg))
+    write_text(out / "aggregate.html", _html(agg))
+    return out / "aggregate.html"

@@ -1,0 +1,201 @@
+"""The numbers of a run (results.json, schema in the README) and what they say, in words."""
+
+from __future__ import annotations
+
+from headsteer.steer.alphas import nearest_index
+from headsteer.steer.verdict import Comparison, sentence
+
+PAPER = {
+    "dense_accuracy": 0.9127,
+    "pruned_accuracy": 0.8979,
+    "target_usage": 0.70,
+    "sae_mse": 0.0228,
+    "recon_accuracy_delta": -0.0012,
+    "recon_usage_delta": 0.025,
+    "global_vs_per_class_overlap": 0.1641,
+    "examples": "bowl 76→82 %, usage 0.72→0.33 (h2, h5); pine_tree 79→84 %, 0.93→0.35",
+    "pairs": "bowl/plate ≈ 0.38, beaver/squirrel ≈ 0.39",
+}
+
+
+def build_results(prune: dict, sae: dict, steer: dict) -> dict:
+    """The results.json document (fractions in [0, 1]); see README "results.json"."""
+    sae_keys = ("d_in", "d_sae", "k", "mse", "fvu", "l0", "dead_fraction")
+    rc = sae["reconstruction"]
+    steering_keys = (
+        "layer",
+        "mode",
+        "alphas",
+        "curves",
+        "curves_by_mode",
+        "per_class_ci",
+        "random_band",
+        "threshold",
+        "mean_shift",
+        "top_alpha",
+        "top_classes",
+        "attention_macs_per_head",
+    )
+    return {
+        "dataset": prune["dataset"],
+        "model": prune["model"],
+        "classes": prune["classes"],
+        "dense": {"accuracy": prune["dense"]["accuracy"]},
+        "pruned": {
+            "accuracy": prune["pruned"]["accuracy"],
+            "head_usage": prune["pruned"]["head_usage"],
+            "head_usage_per_layer": prune["pruned"]["head_usage_per_layer"],
+            "target_usage": prune["target_usage"],
+            "num_heads": prune["num_heads"],
+            "num_layers": prune["num_layers"],
+            "pruned_layers": prune["pruned_layers"],
+        },
+        "sae": {k: sae[k] for k in sae_keys}
+        | {
+            "reconstruction": {"accuracy_delta": rc["accuracy_delta"], "head_usage_delta": rc["head_usage_layer_delta"]}
+        },
+        "steering": {k: steer[k] for k in steering_keys}
+        | {
+            "unsteered": steer["baseline"],
+            "top_classes_selection": {k: v for k, v in steer["top_classes_table"].items() if k != "classes"},
+        },
+        "verdict": steer["verdicts"].get("true", {}),
+        "verdict_predicted": steer["verdicts"].get("predicted", {}),
+        "sensitivity": steer["sensitivity"],
+        "overlap": {k: steer["overlap"][k] for k in ("global_vs_per_class_iou", "global_vs_per_class_frac")},
+        "class_overlap": {"iou": steer["class_overlap"]["iou"]},
+    }
+
+
+def _at(alphas: list[float], values: list, alpha: float):
+    return values[nearest_index(alphas, alpha)]
+
+
+def verdict_lines(results: dict) -> list[str]:
+    """One sentence per strategy and baseline: beats, matches or loses, with the CI."""
+    out = []
+    for source, key in (("true labels", "verdict"), ("predicted class", "verdict_predicted")):
+        for strategy, v in results.get(key, {}).items():
+            if source == "predicted class" and strategy in ("global", "random"):
+                continue  # class-free: identical to the true-label verdict
+            for baseline, name in (("vs_threshold", "threshold"), ("vs_mean_shift", "mean-shift")):
+                if v.get(baseline):
+                    out.append(sentence(f"{strategy} ({source})", name, Comparison(**v[baseline])))
+    return out
+
+
+def sensitivity_line(results: dict) -> str:
+    s = results["sensitivity"]
+    i = s["layers"].index(s["steered_layer"])
+    line = (
+        f"Steered layer {s['steered_layer']}: all heads kept {100 * s['all_kept'][i]:.2f} %, all dropped "
+        f"{100 * s['all_dropped'][i]:.2f} % — its heads are worth {s['range_pts']:.2f} pts of accuracy."
+    )
+    if not s["can_show_accuracy_effects"]:
+        line += " That is under 1 pt: no steering of this layer can show an accuracy effect beyond it."
+    return line
+
+
+def change_lines(results: dict) -> list[str]:
+    """Steered-layer usage and accuracy change at the largest alpha against alpha = 0, with 95 % CIs."""
+    st = results["steering"]
+    alphas, a_max = st["alphas"], max(st["alphas"])
+    parts = []
+    for strategy, c in st["curves"].get("true", {}).items():
+        i, i0 = nearest_index(alphas, a_max), alphas.index(0.0)
+        lo, hi = c["accuracy_delta_ci"][i]
+        ulo, uhi = c["head_usage_delta_ci"][i]
+        parts.append(
+            f"{strategy}: usage {c['head_usage'][i] - c['head_usage'][i0]:+.3f} [{ulo:+.3f}, {uhi:+.3f}], "
+            f"accuracy {100 * (c['accuracy'][i] - c['accuracy'][i0]):+.2f} pts [{100 * lo:+.2f}, {100 * hi:+.2f}]"
+        )
+    if not parts:
+        return []
+    return [f"At α = {a_max} ({st['mode']}, true labels) against α = 0, with 95 % CIs: " + "; ".join(parts) + "."]
+
+
+def heldout_line(results: dict) -> str | None:
+    st = results["steering"]
+    top, sel = st["top_classes"], st["top_classes_selection"]
+    if not top:
+        return None
+    parts = [
+        f"{t['class']} {100 * (t['accuracy_after'] - t['accuracy_before']):+.1f} pts "
+        f"[{100 * t['gain_ci'][0]:+.1f}, {100 * t['gain_ci'][1]:+.1f}]"
+        for t in top
+    ]
+    return (
+        f"Top classes by per-class steering gain at α = {sel['alpha']}, chosen on {sel['selection_images']} test "
+        f"images and measured on the other {sel['report_images']}: " + ", ".join(parts) + "."
+    )
+
+
+def verdict(results: dict) -> list[str]:
+    """What the report opens with: the steered layer's sensitivity, then each strategy's verdict."""
+    return [sensitivity_line(results), *verdict_lines(results)]
+
+
+def findings(results: dict) -> list[str]:
+    """Plain-language findings computed from the numbers, whichever way they came out (after the verdict)."""
+    st = results["steering"]
+    alphas, curves = st["alphas"], st["curves"].get("true", {})
+    out = change_lines(results)
+    held = heldout_line(results)
+    if held:
+        out.append(held)
+    a_min = min(alphas)
+    if a_min < 0 and curves:
+        i0 = alphas.index(0.0)
+        neg = {s: _at(alphas, c["head_usage"], a_min) - c["head_usage"][i0] for s, c in curves.items()}
+        out.append(
+            f"Negative steering (α = {a_min}) changed steered-layer usage by "
+            + ", ".join(f"{s} {v:+.3f}" for s, v in neg.items())
+            + "."
+        )
+    ov = results["overlap"]
+    out.append(
+        f"Global vs per-class latent sets: mean IoU {ov['global_vs_per_class_iou']:.3f}, "
+        f"|∩|/|S| {ov['global_vs_per_class_frac']:.3f} (paper: {PAPER['global_vs_per_class_overlap']})."
+    )
+    return out
+
+
+def paper_table(results: dict, steer: dict) -> list[tuple[str, str, str]]:
+    top = results["steering"]["top_classes"]
+    ex = "; ".join(
+        f"{t['class']} {100 * t['accuracy_before']:.0f}→{100 * t['accuracy_after']:.0f} %, usage "
+        f"{t['usage_before']:.2f}→{t['usage_after']:.2f} (h{', h'.join(map(str, t['heads_kept']))})"
+        for t in top[:2]
+    )
+    pairs = ", ".join(f"{p['a']}/{p['b']} {p['iou']:.2f}" for p in steer["class_overlap"]["top_pairs"][:2])
+    r = results
+    return [
+        ("dataset / model", "CIFAR-100 / ViT-S/16 (ImageNet-pretrained)", f"{r['dataset']} / {r['model']}"),
+        ("dense accuracy", f"{100 * PAPER['dense_accuracy']:.2f} %", f"{100 * r['dense']['accuracy']:.2f} %"),
+        (
+            "pruned accuracy",
+            f"{100 * PAPER['pruned_accuracy']:.2f} % (30 % pruned)",
+            f"{100 * r['pruned']['accuracy']:.2f} % (usage {r['pruned']['head_usage']:.3f}, "
+            f"target {r['pruned']['target_usage']})",
+        ),
+        (
+            "SAE",
+            "384 → 3072, k = 64, MSE 0.0228",
+            f"{r['sae']['d_in']} → {r['sae']['d_sae']}, k = {r['sae']['k']}, MSE {r['sae']['mse']:.4f}, "
+            f"FVU {r['sae']['fvu']:.3f}",
+        ),
+        (
+            "reconstruction control",
+            "Δacc −0.12 %, Δusage +0.025",
+            f"Δacc {100 * r['sae']['reconstruction']['accuracy_delta']:+.2f} %, "
+            f"Δusage {r['sae']['reconstruction']['head_usage_delta']:+.3f}",
+        ),
+        (
+            "global vs per-class overlap",
+            f"{PAPER['global_vs_per_class_overlap']}",
+            f"IoU {r['overlap']['global_vs_per_class_iou']:.3f}, "
+            f"|∩|/|S| {r['overlap']['global_vs_per_class_frac']:.3f}",
+        ),
+        (f"top classes, per-class steering α = {steer['top_alpha']}", PAPER["examples"] + " (α = 1.2)", ex or "—"),
+        ("most similar class pairs", PAPER["pairs"], pairs),
+    ]

@@ -1,0 +1,134 @@
+"""What the network does after the steered layer's head mask, computed once per (image, head pattern).
+
+Steering acts only on the decision of layer l: the attention of l, the blocks after it, their own
+decisions and the head all run on the unsteered stream, so an image's prediction (and the heads kept
+after l) is a function of the image and the head pattern of layer l alone. A pattern is one of 2^H, and
+a sweep revisits the same few patterns over and over; `OutcomeCache` runs the tail once per (image,
+pattern) it meets and answers every later point by lookup. Two tails run the network after the mask:
+- `FinalBlockTail` (l is the last block, CLS-token pooling): the per-head attention outputs of the
+  CLS query do not depend on the mask (it multiplies them afterwards), so they are cached; a pattern
+  then costs proj + MLP + head on the CLS row only.
+- `GeneralTail` (any layer): caches the tokens entering block l and re-runs blocks l..L-1 with the
+  mask of l forced, the later layers deciding for themselves.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+import torch
+
+from headsteer.model import AdaViT, block_mlp
+
+
+class FinalBlockTail:
+    """Cached last block: per-head CLS attention outputs (N, H, 1, D) and the CLS residual (N, 1, d)."""
+
+    def __init__(self, model: AdaViT, token_batches: Iterable[torch.Tensor]):
+        self.model = model
+        self.layer = model.depth - 1
+        blk = model.vit.blocks[self.layer]
+        outs, cls = [], []
+        with torch.inference_mode():
+            for x in token_batches:  # (B, N, d) entering the last block
+                outs.append(blk.attn.head_outputs(blk.norm1(x), query_rows=slice(0, 1)))  # (B, H, 1, D)
+                cls.append(x[:, :1])
+        self.head_out = torch.cat(outs)  # (N, H, 1, D)
+        self.cls = torch.cat(cls)  # (N, 1, d)
+        self.decision_input = self.cls[:, 0]  # (N, d)
+
+    @staticmethod
+    def supported(model: AdaViT, layer: int) -> bool:
+        vit = model.vit
+        return layer == model.depth - 1 and vit.global_pool == "token" and vit.attn_pool is None
+
+    @torch.inference_mode()
+    def logits(self, mask: torch.Tensor, idx) -> torch.Tensor:
+        """Class logits (b, C) of samples `idx` (slice or index tensor) when layer l keeps heads `mask` (b, H)."""
+        blk = self.model.vit.blocks[self.layer]
+        y = self.cls[idx] + blk.drop_path1(blk.ls1(blk.attn.project(self.head_out[idx], mask)))  # (b, 1, d)
+        return self.model.head_logits(block_mlp(blk, y))
+
+    def run_masked(self, mask: torch.Tensor, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (b, C), heads kept in pruned layers after l (b,)): none after the last block."""
+        return self.logits(mask, idx), torch.zeros(mask.shape[0], dtype=torch.long)
+
+
+class GeneralTail:
+    """Cached tokens entering layer l; a pattern re-runs blocks l..L-1 with the mask of l forced."""
+
+    def __init__(self, model: AdaViT, layer: int, token_batches: Iterable[torch.Tensor]):
+        self.model, self.layer = model, layer
+        self.tokens = torch.cat(list(token_batches))  # (N, T, d)
+        self.decision_input = self.tokens[:, 0]  # (N, d)
+
+    @torch.inference_mode()
+    def run_masked(self, mask: torch.Tensor, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits (b, C), heads kept in pruned layers after l (b,)) with layer l keeping `mask` (b, H)."""
+        out = self.model.forward_from(self.tokens[idx], self.layer, force={self.layer: mask})
+        after = [i for i in self.model.pruned_layers if i > self.layer]
+        return out.logits, out.masks[:, after].sum(dim=(1, 2)).long().cpu()
+
+
+def make_tail(model: AdaViT, layer: int, token_batches: Iterable[torch.Tensor]):
+    """The cheapest exact tail for `layer`."""
+    if FinalBlockTail.supported(model, layer):
+        return FinalBlockTail(model, token_batches)
+    return GeneralTail(model, layer, token_batches)
+
+
+@dataclass
+class Outcome:
+    """What the network does for every test image under given head masks of the steered layer."""
+
+    pred: torch.Tensor
+    """(N,) predicted class."""
+    kept_after: torch.Tensor
+    """(N,) heads kept in the pruned layers after the steered one."""
+
+
+class OutcomeCache:
+    """Predictions per (image, head pattern of layer l), each computed once, in batches."""
+
+    def __init__(self, tail, batch_size: int = 4096):
+        self.tail, self.batch_size = tail, batch_size
+        self.num_heads = tail.model.num_heads
+        self.n = tail.decision_input.shape[0]
+        self._pred: dict[int, torch.Tensor] = {}  # pattern -> (N,) class, -1 = not computed yet
+        self._after: dict[int, torch.Tensor] = {}
+        self.computed = 0
+        """(image, pattern) pairs run through the tail so far."""
+
+    def pattern_ids(self, masks: torch.Tensor) -> torch.Tensor:
+        """(N, H) 0/1 masks -> (N,) integer pattern id (bit h = head h kept)."""
+        bits = 2 ** torch.arange(self.num_heads, device=masks.device)
+        return ((masks > 0).long() * bits).sum(1).cpu()
+
+    @torch.inference_mode()  # the tables are inference tensors: created and updated only in here
+    def __call__(self, masks: torch.Tensor) -> Outcome:
+        """Outcome under steered-layer masks (N, H) (one row per test image, in order)."""
+        ids = self.pattern_ids(masks)
+        pred = torch.empty(self.n, dtype=torch.long)
+        after = torch.empty(self.n, dtype=torch.long)
+        for p in ids.unique().tolist():
+            rows = (ids == p).nonzero().squeeze(1)
+            self._fill(p, rows)
+            pred[rows], after[rows] = self._pred[p][rows], self._after[p][rows]
+        return Outcome(pred, after)
+
+    def _fill(self, p: int, rows: torch.Tensor) -> None:
+        if p not in self._pred:
+            self._pred[p] = torch.full((self.n,), -1, dtype=torch.long)
+            self._after[p] = torch.zeros(self.n, dtype=torch.long)
+        todo = rows[self._pred[p][rows] < 0]
+        if todo.numel() == 0:
+            return
+        heads = torch.tensor([(p >> h) & 1 for h in range(self.num_heads)], dtype=torch.float32)
+        dev = self.tail.decision_input.device
+        for chunk in todo.split(self.batch_size):
+            mask = heads.to(dev).expand(chunk.numel(), -1)
+            logits, after = self.tail.run_masked(mask, chunk.to(dev))
+            self._pred[p][chunk] = logits.argmax(1).cpu()
+            self._after[p][chunk] = after
+        self.computed += todo.numel()

@@ -1,0 +1,141 @@
+"""Baselines, bootstrap CIs, verdicts at equal usage, sensitivity and held-out top classes, each against a
+naive or independent computation."""
+
+import numpy as np
+import pytest
+import torch
+
+from headsteer.activations import Activations
+from headsteer.steer.baselines import MeanShift, mean_shift_curve, threshold_curve, threshold_shifts
+from headsteer.steer.heldout import halves, top_classes_heldout
+from headsteer.steer.sensitivity import layer_sensitivity
+from headsteer.steer.stats import index_sets, latent_frequencies
+from headsteer.steer.sweep import Scorer, SweepGrid, run_sweep
+from headsteer.steer.tails import GeneralTail, OutcomeCache, make_tail
+from headsteer.steer.uncertainty import Bootstrap
+from headsteer.steer.verdict import compare, curve_at
+from test_steering import _model_and_data, _sae
+
+
+def _setup(layer):
+    model, images, labels = _model_and_data()
+    with torch.no_grad():
+        base = model(images, capture=(layer,))
+    tokens = base.captured[layer]
+    test = Activations(tokens[:, 0], labels, base.logits.argmax(1), base.masks.to(torch.uint8))
+    scorer = Scorer(OutcomeCache(make_tail(model, layer, [tokens])), test, layer, model.pruned_layers)
+    return model, images, labels, test, scorer
+
+
+def test_threshold_shifts_span_usage_evenly():
+    logits = torch.randn(500, 6)
+    shifts = threshold_shifts(logits, levels=11)
+    usage = [((logits + b) > 0).float().mean().item() for b in shifts]
+    assert 0.0 in shifts and usage[0] == 0.0 and usage[-1] == 1.0
+    for level in np.linspace(0, 1, 11):
+        assert min(abs(u - level) for u in usage) < 1e-3
+
+
+@pytest.mark.parametrize("layer", [2, 1])
+def test_threshold_curve_equals_full_forward_with_shifted_bias(layer):
+    """Independent computation: add b to the decision network's bias and run the whole model."""
+    model, images, labels, test, scorer = _setup(layer)
+    decide = model.decisions[str(layer)]
+    with torch.no_grad():
+        curve = threshold_curve(scorer, decide(test.cls), levels=5)
+        for k, b in enumerate(curve.values):
+            decide.net.bias += b
+            full = model(images)
+            decide.net.bias -= b
+            assert curve.sample_correct[k].mean().item() == pytest.approx(
+                (full.logits.argmax(1) == labels).float().mean().item()
+            )
+            assert curve.sample_usage[k].mean().item() == pytest.approx(full.masks[:, layer].mean().item())
+            assert curve.sample_usage_overall[k].mean().item() == pytest.approx(full.masks.mean().item())
+
+
+def test_mean_shift_curve_equals_override_with_hand_computed_class_means():
+    model, images, labels, test, scorer = _setup(2)
+    x = test.cls
+    shift = MeanShift.fit(x, labels, 10)
+    curve = mean_shift_curve(scorer, model.decisions["2"], x, labels, shift, [0.0, 1.0, 3.0])
+    xs, ys = x.numpy(), labels.numpy()
+    mu = xs.mean(0)
+    mu_c = np.stack([xs[ys == c].mean(0) if (ys == c).any() else np.zeros_like(mu) for c in range(10)])
+    for k, a in enumerate([0.0, 1.0, 3.0]):
+        x_tilde = torch.from_numpy(xs + a * (mu_c[ys] - mu)).float()
+        with torch.no_grad(), model.override_decision_input(2, lambda cls, xt=x_tilde: xt):
+            full = model(images)
+        assert curve.sample_correct[k].mean().item() == pytest.approx((full.logits.argmax(1) == labels).float().mean())
+        assert curve.sample_usage[k].mean().item() == pytest.approx(full.masks[:, 2].mean().item())
+
+
+def test_bootstrap_ci_matches_the_binomial_width_and_is_zero_for_identical_columns():
+    g = torch.Generator().manual_seed(1)
+    n, p = 4000, 0.3
+    x = (torch.rand(n, generator=g) < p).float()
+    boot = Bootstrap.draw(n, 1000, seed=0)
+    assert torch.equal(boot.weights.sum(1), torch.full((1000,), float(n)))
+    lo, hi = boot.interval(boot.means(x[:, None]))[:, 0].tolist()
+    expected = 2 * 1.96 * (x.mean().item() * (1 - x.mean().item()) / n) ** 0.5
+    assert hi - lo == pytest.approx(expected, rel=0.15) and lo < x.mean().item() < hi
+    assert boot.delta_ci(x[:, None], x).abs().max().item() == 0.0
+
+
+def test_compare_at_equal_usage():
+    n = 2000
+    g = torch.Generator().manual_seed(0)
+    usage = torch.linspace(0.2, 0.9, 8)
+    base_correct = (torch.rand(n, 8, generator=g) < 0.6).float()
+    better = torch.maximum(base_correct, (torch.rand(n, 8, generator=g) < 0.2).float())  # ~ +8 pts everywhere
+    u = usage.expand(n, -1)
+    c = compare(Bootstrap.draw(n, 300, seed=0), (better, u), (base_correct, u))
+    gaps = (better - base_correct).mean(0).double().numpy()  # per point; the curves share their usage values
+    true_gap = np.interp(np.linspace(0.2, 0.9, 21), usage.double().numpy(), gaps).mean()
+    assert c.call == "beats" and c.delta == pytest.approx(true_gap, abs=1e-6) and c.ci[0] > 0
+    same = compare(Bootstrap.draw(n, 300, seed=0), (base_correct, u), (base_correct, u))
+    assert same.call == "matches" and same.delta == 0.0
+    apart = compare(Bootstrap.draw(n, 50, seed=0), (better, u * 0.1), (base_correct, u * 0.1 + 0.5))
+    assert apart.call == "no overlap" and apart.delta is None
+    # curve reading: ties in usage are averaged, then interpolated
+    assert curve_at(np.array([0.2, 0.2, 0.6]), np.array([0.5, 0.7, 1.0]), np.array([0.4])).tolist() == [0.8]
+
+
+@pytest.mark.parametrize("layer", [2, 1])
+def test_sensitivity_equals_forward_with_forced_masks(layer):
+    model, images, labels, test, scorer = _setup(layer)
+    sens = layer_sensitivity(scorer.cache, labels, test.predictions)
+
+    def acc(mask):
+        with torch.no_grad():
+            out = model.forward_from(model.embed(images), 0, force={layer: mask.expand(40, -1)})
+        return (out.logits.argmax(1) == labels).float().mean().item()
+
+    assert sens.all_kept == pytest.approx(acc(torch.ones(6)))
+    assert sens.all_dropped == pytest.approx(acc(torch.zeros(6)))
+    for h in range(6):
+        m = torch.ones(6)
+        m[h] = 0
+        assert sens.head_dropped[h] == pytest.approx(acc(m))
+    assert sens.range_pts == pytest.approx(100 * (sens.all_kept - sens.all_dropped))
+    assert isinstance(scorer.cache.tail, GeneralTail) == (layer == 1)
+
+
+def test_heldout_top_classes_are_chosen_on_the_other_half():
+    model, images, labels, test, scorer = _setup(2)
+    sae = _sae(48)
+    sets = index_sets(latent_frequencies(sae.encode(test.cls) > 0, labels, 10), size=8, seed=0)
+    grid = SweepGrid(["pre_topk"], ["true"], ["per_class"], [0.0, 1.0])
+    res = run_sweep(model, sae, scorer, test, sets, grid, batch_size=16)
+    select, report = halves(40, seed=0)
+    assert select.sum() == 20 and not (select & report).any() and (select | report).all()
+    # plant the outcome: on the selection half, class 3 gains most; on the report half it gains nothing
+    res.sample_correct[0, 0, 0, 0] = 0.0
+    res.sample_correct[0, 0, 0, 1] = ((labels == 3) & select).float()
+    out = top_classes_heldout(
+        res, test, [f"c{i}" for i in range(10)], Bootstrap.draw(40, 100, 0), 1.0, 2, 0, "pre_topk"
+    )
+    top = out["classes"][0]
+    assert top["class"] == "c3" and top["accuracy_after"] - top["accuracy_before"] == 0.0
+    assert out["all_classes"][3]["gain_selection_half"] == 1.0 and out["all_classes"][3]["gain_report_half"] == 0.0
+    assert top["images"] == int(((labels == 3) & report).sum())
