@@ -139,3 +139,51 @@ def test_heldout_top_classes_are_chosen_on_the_other_half():
     assert top["class"] == "c3" and top["accuracy_after"] - top["accuracy_before"] == 0.0
     assert out["all_classes"][3]["gain_selection_half"] == 1.0 and out["all_classes"][3]["gain_report_half"] == 0.0
     assert top["images"] == int(((labels == 3) & report).sum())
+
+
+def test_restricted_bootstrap_equals_a_loop_over_resamples():
+    g = torch.Generator().manual_seed(2)
+    values, ref = torch.rand(300, 4, generator=g), torch.rand(300, generator=g)
+    rows = torch.rand(300, generator=g) < 0.3
+    boot = Bootstrap.draw(300, 200, seed=5)
+    got = boot.means(values - ref[:, None], rows)  # (B, P)
+    for b in range(0, 200, 37):  # naive: each resample's weighted mean over the chosen rows
+        w = boot.weights[b][rows].double()
+        naive = [(w * (values[rows, p] - ref[rows]).double()).sum().item() / w.sum().item() for p in range(4)]
+        assert got[b].tolist() == pytest.approx(naive, abs=1e-6)
+
+
+def test_random_draw_zero_is_the_seeded_set_and_draws_differ():
+    from headsteer.steer.stats import draw_random_sets
+
+    sets = draw_random_sets(100, 10, draws=4, seed=7)
+    assert torch.equal(sets[0], torch.randperm(100, generator=torch.Generator().manual_seed(7))[:10])
+    assert torch.equal(draw_random_sets(100, 10, draws=1, seed=7)[0], sets[0])
+    assert len({tuple(s.tolist()) for s in sets}) == 4
+
+
+def test_oracle_bounds_equal_every_pattern_run_in_full():
+    model, images, labels, test, scorer = _setup(2)
+    sens = layer_sensitivity(scorer.cache, labels, test.predictions, oracle=True)
+    right = []
+    for p in range(64):
+        mask = torch.tensor([(p >> h) & 1 for h in range(6)], dtype=torch.float32).expand(40, -1)
+        with torch.no_grad():
+            out = model.forward_from(model.embed(images), 0, force={2: mask})
+        right.append(out.logits.argmax(1) == labels)
+    right = torch.stack(right)
+    o = sens.oracle
+    assert o["patterns"] == 64
+    assert o["any_pattern_right"] == pytest.approx(right.any(0).float().mean().item())
+    assert o["every_pattern_right"] == pytest.approx(right.all(0).float().mean().item())
+    assert o["max_accuracy"] == pytest.approx(right.float().mean(1).max().item())
+
+
+def test_no_random_band_without_random_sets():
+    from headsteer.steer.summary import random_band
+
+    model, images, labels, test, scorer = _setup(2)
+    sae = _sae(48)
+    sets = index_sets(latent_frequencies(sae.encode(test.cls) > 0, labels, 10), size=8, seed=0, random_draws=3)
+    res = run_sweep(model, sae, scorer, test, sets, SweepGrid(["pre_topk"], ["true"], ["global"], [0.0, 1.0]), 16, 3)
+    assert random_band(res, "pre_topk") is None

@@ -27,7 +27,8 @@ def test_results_json_schema(pipeline):
             assert all(lo <= hi for lo, hi in c[key])
     assert set(st["curves_by_mode"]) == {"pre_topk", "post_topk", "additive"}
     assert st["curves_by_mode"]["pre_topk"]["true"]["global"]["accuracy"] == st["curves"]["true"]["global"]["accuracy"]
-    assert len(st["per_class_ci"]["true"]["per_class"]) == 31 and len(st["per_class_ci"]["true"]["per_class"][0]) == 10
+    pc = st["per_class_ci"]["true"]["per_class"]
+    assert len(pc["accuracy"]) == 31 and len(pc["accuracy"][0]) == 10 and len(pc["head_usage"][0]) == 10
     band = st["random_band"]
     assert band["draws"] == 10 and all(
         lo <= m + 1e-6 and m <= hi + 1e-6

@@ -34,8 +34,8 @@ KINDS |= {"usage_delta": (1, 3, "+", ""), "plain": (1, 4, "", ""), "pts": (1, 2,
 STEERED = [("head_usage", "steered-layer usage", "usage_delta"), ("accuracy", "accuracy", "acc_delta")]
 BASELINES = {"vs_threshold": "threshold", "vs_mean_shift": "mean-shift"}
 VERBS = {"beats": "beats", "matches": "matches", "loses": "loses to", "no overlap": "shares no usage range with"}
-SIGNS = {"down": "goes down", "up": "goes up", "flat": "does not change"}
-EPS = 1e-9  # a change smaller than this is "flat" (float noise, not a result)
+SIGNS = {"down": "goes down", "up": "goes up", "flat": "shows no clear change"}
+EPS = 1e-9  # without a CI (older results.json), a change smaller than this is "flat"
 
 
 @dataclass
@@ -191,6 +191,20 @@ def _conclude(subject: str, template: str, outcomes: list[str | None], seeds: li
     return Conclusion(subject, outcomes, False, f"differs across seeds: {subject}: " + ", ".join(parts))
 
 
+def _sign(results: dict, key: str, value: float | None) -> str | None:
+    """'down' / 'up' when the change's 95 % CI (curves[...][metric_delta_ci] at the largest α) excludes 0,
+    else 'flat'; from the bare value only when the run has no CI."""
+    if value is None:
+        return None
+    _, source, strategy, metric = key.split(".")
+    st = results.get("steering") or {}
+    ci = (st.get("curves") or {}).get(source, {}).get(strategy, {}).get(metric.removesuffix("_change") + "_delta_ci")
+    if ci:
+        lo, hi = ci[st["alphas"].index(max(st["alphas"]))]
+        return "down" if hi < 0 else "up" if lo > 0 else "flat"
+    return "down" if value < -EPS else "up" if value > EPS else "flat"
+
+
 def _conclusions(results: list[dict], figures: list[Figure], seeds: list[int]) -> list[Conclusion]:
     out = []
     for strategy in dict.fromkeys(s for r in results for s in (r.get("verdict") or {})):
@@ -204,7 +218,7 @@ def _conclusions(results: list[dict], figures: list[Figure], seeds: list[int]) -
             who, what = fig.label.split(": ", 1)  # "per_class steering (true labels)", "accuracy change, α 0 → 1.5"
             what, alpha = what.split(" change, ")
             where = f"under {who}, {alpha}"
-            signs = [None if v is None else "down" if v < -EPS else "up" if v > EPS else "flat" for v in fig.values]
+            signs = [_sign(r, fig.key, v) for r, v in zip(results, fig.values, strict=True)]
             out.append(_conclude(f"{what} {where}", f"{what} {{}} {where}", signs, seeds, SIGNS))
     return out
 

@@ -89,10 +89,20 @@ def sensitivity_line(results: dict) -> str:
     i = s["layers"].index(s["steered_layer"])
     line = (
         f"Steered layer {s['steered_layer']}: all heads kept {100 * s['all_kept'][i]:.2f} %, all dropped "
-        f"{100 * s['all_dropped'][i]:.2f} % — its heads are worth {s['range_pts']:.2f} pts of accuracy."
+        f"{100 * s['all_dropped'][i]:.2f} % (a {s['range_pts']:+.2f} pt difference)."
     )
+    o = s.get("oracle")
+    if o:
+        line += (
+            f" Over all {o['patterns']} fixed head patterns accuracy ranges {100 * o['min_accuracy']:.2f}–"
+            f"{100 * o['max_accuracy']:.2f} %; any per-image choice of heads lies between "
+            f"{100 * o['every_pattern_right']:.2f} % and {100 * o['any_pattern_right']:.2f} %."
+        )
     if not s["can_show_accuracy_effects"]:
-        line += " That is under 1 pt: no steering of this layer can show an accuracy effect beyond it."
+        line += (
+            " Kept vs dropped differ by under 1 pt: accuracy effects of steering this layer are hard to "
+            "tell from noise; compare head usage and the baselines instead."
+        )
     return line
 
 

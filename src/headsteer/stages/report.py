@@ -73,8 +73,23 @@ def trust_figures(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
             "What each layer's heads are worth",
             tfig.sensitivity(results, folder / "fig_sensitivity.png"),
             "Test accuracy with every head of a layer kept, dropped, or one head dropped (other layers decide as "
-            "usual). Steering a layer cannot move accuracy by more than its kept-vs-dropped range.",
+            "usual). A small kept-vs-dropped range leaves steering little accuracy to move.",
         ),
+    ]
+
+
+def band_figure(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
+    """The random sets' band over draws, when random sets were swept."""
+    band = results["steering"].get("random_band")
+    if not band:
+        return []
+    caption = "Mean and 2.5–97.5 % band over independent draws of the random set (same |S|, same mode)."
+    return [
+        (
+            f"Random latent sets: {band['draws']} draws",
+            tfig.random_band(results, folder / "fig_random_band.png"),
+            caption,
+        )
     ]
 
 
@@ -83,55 +98,57 @@ def make_figures(prune: dict, steer: dict, results: dict, folder: Path) -> list[
     st = results["steering"]
     base = st["unsteered"]
     classes = results["classes"]
-    return trust_figures(results, folder) + [
-        (
-            "The pruned model",
-            fig.pruning_overview(
-                prune["pruned"]["keep_rate_per_head"],
-                prune["pruned"]["head_usage_per_layer"],
-                prune["target_usage"],
-                folder / "fig_pruning.png",
+    return (
+        trust_figures(results, folder)
+        + band_figure(results, folder)
+        + [
+            (
+                "The pruned model",
+                fig.pruning_overview(
+                    prune["pruned"]["keep_rate_per_head"],
+                    prune["pruned"]["head_usage_per_layer"],
+                    prune["target_usage"],
+                    folder / "fig_pruning.png",
+                ),
+                "Per-image head decisions of the pruned model on the test set (eval mode, deterministic masks).",
             ),
-            "Per-image head decisions of the pruned model on the test set (eval mode, deterministic masks).",
-        ),
-        (
-            "Fig. 2 — steering strength vs accuracy and head usage",
-            fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig2_steering.png", (0.0, None)),
-            f"Steered layer {st['layer']}, mode {st['mode']}; solid: true-label class sets (paper), dashed: "
-            "predicted class. Dotted: unsteered model. α = 0 is the SAE reconstruction. Shaded: 95 % "
-            "paired-bootstrap CI of the change against α = 0.",
-        ),
-        (
-            f"Random latent sets: {st['random_band']['draws']} draws",
-            tfig.random_band(results, folder / "fig_random_band.png"),
-            "Mean and 2.5–97.5 % band over independent draws of the random set (same |S|, same mode).",
-        ),
-        (
-            "Fig. 3 — head patterns of the top classes",
-            fig.head_patterns(steer["top_classes"], prune["num_heads"], folder / "fig3_heads.png"),
-            f"Top classes by accuracy gain under per-class steering at α = {steer['top_alpha']}, chosen on one half "
-            "of the test set, accuracy and usage measured on the other half; cells: fraction of the class's test "
-            "images keeping the head.",
-        ),
-        (
-            "Fig. 4 — negative steering",
-            fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig4_negative.png", (None, 0.0)),
-            "α < 0 suppresses the latents of S.",
-        ),
-        (
-            "Readings of Eq. 5 compared",
-            fig.mode_comparison(st["alphas"], st["curves_by_mode"], base, folder / "fig_modes.png"),
-            "pre_topk: amplify before top-k; post_topk: scale the sparse code; "
-            "additive: add α·max(z) to S, then top-k.",
-        ),
-        (
-            "Fig. 5 — overlap of per-class latent sets",
-            fig.class_overlap_matrix(
-                steer["class_overlap"]["iou"], classes, steer["class_overlap"]["top_pairs"], folder / "fig5_overlap.png"
+            (
+                "Fig. 2 — steering strength vs accuracy and head usage",
+                fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig2_steering.png", (0.0, None)),
+                f"Steered layer {st['layer']}, mode {st['mode']}; solid: true-label class sets (paper), dashed: "
+                "predicted class. Dotted: unsteered model. α = 0 is the SAE reconstruction. Shaded: 95 % "
+                "paired-bootstrap CI of the change against α = 0.",
             ),
-            "IoU between the per-class top-|S| frequent latent sets (train set).",
-        ),
-    ]
+            (
+                "Fig. 3 — head patterns of the top classes",
+                fig.head_patterns(steer["top_classes"], prune["num_heads"], folder / "fig3_heads.png"),
+                f"Top classes by accuracy gain under per-class steering at α = {steer['top_alpha']}, chosen on one "
+                "half of the test set; accuracy, usage and head patterns measured on the other half; cells: "
+                "fraction of the class's test images keeping the head.",
+            ),
+            (
+                "Fig. 4 — negative steering",
+                fig.steering_curves(st["alphas"], st["curves"], base, folder / "fig4_negative.png", (None, 0.0)),
+                "α < 0 suppresses the latents of S.",
+            ),
+            (
+                "Readings of Eq. 5 compared",
+                fig.mode_comparison(st["alphas"], st["curves_by_mode"], base, folder / "fig_modes.png"),
+                "pre_topk: amplify before top-k; post_topk: scale the sparse code; "
+                "additive: add α·max(z) to S, then top-k.",
+            ),
+            (
+                "Fig. 5 — overlap of per-class latent sets",
+                fig.class_overlap_matrix(
+                    steer["class_overlap"]["iou"],
+                    classes,
+                    steer["class_overlap"]["top_pairs"],
+                    folder / "fig5_overlap.png",
+                ),
+                "IoU between the per-class top-|S| frequent latent sets (train set).",
+            ),
+        ]
+    )
 
 
 def run(cfg: RunConfig, folder: Path) -> dict:

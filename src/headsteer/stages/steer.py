@@ -65,21 +65,20 @@ def captured_tokens(cfg: RunConfig, pm: PrunedModel, layers: list[int], rows: to
         for images, _ in iterate(split, cfg.prune.eval_batch_size):
             captured = pm.model(pm.test_tf(images).to(device), capture=tuple(layers)).captured
             for i in layers:
-                out[i].append(captured[i])
+                out[i].append(captured[i].cpu())
     return {i: torch.cat(v) for i, v in out.items()}
 
 
 def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: Activations) -> dict:
     """Kept / dropped / each-dropped accuracy of every pruned layer: the steered layer on every test image
-    (through the sweep's cache), the others on a seeded subset of `steer.sensitivity_images`."""
+    (through the sweep's cache, with the oracle bounds over all head patterns), the others on a seeded
+    subset of `steer.sensitivity_images`, one layer at a time (tokens on the CPU)."""
     model, layer, n = pm.model, steered.tail.layer, len(test)
     k = n if cfg.steer.sensitivity_images is None else min(n, cfg.steer.sensitivity_images)
     rows = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 17))[:k].sort().values
-    others = [i for i in model.pruned_layers if i != layer]
-    tokens = captured_tokens(cfg, pm, others, rows) if others else {}
-    table = {layer: layer_sensitivity(steered, test.labels, test.predictions)}
-    for i in others:
-        cache = OutcomeCache(make_tail(model, i, [tokens.pop(i)]), cfg.steer.batch_size)
+    table = {layer: layer_sensitivity(steered, test.labels, test.predictions, oracle=True)}
+    for i in (i for i in model.pruned_layers if i != layer):
+        cache = OutcomeCache(make_tail(model, i, [captured_tokens(cfg, pm, [i], rows)[i]]), cfg.steer.batch_size)
         table[i] = layer_sensitivity(cache, test.labels[rows], test.predictions[rows])
     layers = sorted(table)
     rep = table[layer]
@@ -89,9 +88,10 @@ def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: 
         "all_kept": [table[i].all_kept for i in layers],
         "all_dropped": [table[i].all_dropped for i in layers],
         "range_pts": rep.range_pts,
+        "oracle": rep.oracle,
         "table": [table[i].as_dict() for i in layers],
         "subset_images": k,
-        "can_show_accuracy_effects": rep.range_pts >= 1.0,
+        "can_show_accuracy_effects": not rep.small,
     }
 
 

@@ -28,6 +28,7 @@ def _class_row(c: int, name: str, rows: torch.Tensor, test: Activations, before,
     """Numbers of class c on `rows` (bool (N,)): before / after = (correct (N,), usage (N,)) at alpha 0 / alpha."""
     r = rows & (test.labels == c)
     ci = boot.delta_ci(after[0][:, None], before[0], rows=r)[:, 0]
+    usage_ci = boot.delta_ci(after[1][:, None], before[1], rows=r)[:, 0]
     return {
         "class": name,
         "class_index": c,
@@ -36,6 +37,7 @@ def _class_row(c: int, name: str, rows: torch.Tensor, test: Activations, before,
         "accuracy_before": before[0][r].mean().item(),
         "accuracy_after": after[0][r].mean().item(),
         "gain_ci": ci.tolist(),
+        "usage_change_ci": usage_ci.tolist(),
         "usage_before": before[1][r].mean().item(),
         "usage_after": after[1][r].mean().item(),
     }
@@ -69,7 +71,8 @@ def top_classes_heldout(
     order = sorted(range(C), key=lambda c: -gain_sel[c].item())
     before, after = (correct[a0], usage[a0]), (correct[ai], usage[ai])
     top = [_class_row(c, classes[c], report, test, before, after, boot) for c in order[:n_top]]
-    head0, head1 = res.per_class_head[mi, li, si, a0], res.per_class_head[mi, li, si, ai]  # (C, H), all images
+    heads = res.sample_heads[mi, li, si][:, report].float()  # (A, N_report, H)
+    head0, head1 = (class_mean(heads[a], test.labels[report], C) for a in (a0, ai))  # (C, H), report half
     for t in top:
         c = t["class_index"]
         t["head_keep_before"], t["head_keep_after"] = head0[c].tolist(), head1[c].tolist()

@@ -1,8 +1,11 @@
 """How much a layer's heads matter: accuracy with all of them kept, all dropped, each dropped alone.
 
-Before steering a layer, this bounds what steering it can do to accuracy: if dropping every head of the
-layer costs under a point, no choice of heads there can move accuracy by more. The other layers keep
-deciding for themselves (on the changed stream), as they do under steering.
+Before steering a layer, this says how much room there is: when dropping every head of the layer moves
+accuracy by under a point, a steering effect on accuracy there is hard to tell from noise. It is not a
+bound (accuracy is not monotone in the heads kept); for H <= 8 the steered layer also gets the oracle
+bounds over all 2^H head patterns: the share of images that some pattern gets right (no per-image
+choice of heads can do better) and the share that every pattern gets right (none can do worse). The
+other layers keep deciding for themselves (on the changed stream), as they do under steering.
 """
 
 from __future__ import annotations
@@ -31,18 +34,48 @@ class LayerSensitivity:
     """Accuracy with every head of the layer dropped."""
     head_dropped: list[float]
     """Accuracy with head h alone dropped (the others kept), per head."""
+    oracle: dict | None = None
+    """Over all 2^H fixed patterns: min / max accuracy, and the shares of images that some pattern /
+    every pattern gets right (the bounds of any per-image choice); None when not measured."""
 
     @property
     def range_pts(self) -> float:
-        """all_kept - all_dropped, in accuracy points."""
+        """all_kept - all_dropped, in accuracy points (negative when dropping every head helps)."""
         return 100 * (self.all_kept - self.all_dropped)
+
+    @property
+    def small(self) -> bool:
+        """Kept vs dropped differ by under FLOOR_PTS: accuracy effects of steering are hard to see here."""
+        return abs(self.range_pts) < FLOOR_PTS
 
     def as_dict(self) -> dict:
         return {**self.__dict__, "range_pts": self.range_pts}
 
 
-def layer_sensitivity(cache: OutcomeCache, labels: torch.Tensor, unsteered_pred: torch.Tensor) -> LayerSensitivity:
-    """Sensitivity of the layer behind `cache` on the images it covers (labels, unsteered_pred: (N,))."""
+def oracle_bounds(cache: OutcomeCache, labels: torch.Tensor) -> dict:
+    """Accuracy under each of the 2^H fixed head patterns, and the per-image oracle bounds."""
+    n, H = cache.n, cache.num_heads
+    right = torch.stack(
+        [
+            cache(torch.tensor([(p >> h) & 1 for h in range(H)], dtype=torch.float32).expand(n, -1)).pred == labels
+            for p in range(2**H)
+        ]
+    )  # (2^H, N)
+    acc = right.float().mean(1)
+    return {
+        "patterns": 2**H,
+        "min_accuracy": acc.min().item(),
+        "max_accuracy": acc.max().item(),
+        "any_pattern_right": right.any(0).float().mean().item(),
+        "every_pattern_right": right.all(0).float().mean().item(),
+    }
+
+
+def layer_sensitivity(
+    cache: OutcomeCache, labels: torch.Tensor, unsteered_pred: torch.Tensor, oracle: bool = False
+) -> LayerSensitivity:
+    """Sensitivity of the layer behind `cache` on the images it covers (labels, unsteered_pred: (N,));
+    with `oracle`, also the bounds over all 2^H patterns (H <= 8)."""
     n, H = cache.n, cache.num_heads
 
     def accuracy(pattern: torch.Tensor) -> float:
@@ -51,4 +84,5 @@ def layer_sensitivity(cache: OutcomeCache, labels: torch.Tensor, unsteered_pred:
     ones = torch.ones(H)
     dropped = [accuracy(ones.index_fill(0, torch.tensor([h]), 0.0)) for h in range(H)]
     unsteered = (unsteered_pred == labels).float().mean().item()
-    return LayerSensitivity(cache.tail.layer, n, unsteered, accuracy(ones), accuracy(torch.zeros(H)), dropped)
+    bounds = oracle_bounds(cache, labels) if oracle and H <= 8 else None
+    return LayerSensitivity(cache.tail.layer, n, unsteered, accuracy(ones), accuracy(torch.zeros(H)), dropped, bounds)

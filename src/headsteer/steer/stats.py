@@ -91,13 +91,10 @@ def index_sets(
 
 
 def draw_random_sets(n_latents: int, size: int, draws: int, seed: int) -> torch.Tensor:
-    """(draws, size) uniformly drawn latent sets; draw 0 uses `seed` itself, so it is the same set with
-    any number of draws."""
-    sets = []
-    for r in range(draws):
-        g = torch.Generator().manual_seed(seed if r == 0 else seed * 1000003 + r)
-        sets.append(torch.randperm(n_latents, generator=g)[:size])
-    return torch.stack(sets)
+    """(draws, size) uniformly drawn latent sets, successive permutations of one generator seeded with
+    `seed`: draw 0 is the same set whatever the number of draws."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.stack([torch.randperm(n_latents, generator=g)[:size] for _ in range(draws)])
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:

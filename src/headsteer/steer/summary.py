@@ -47,19 +47,23 @@ def curves(res: SweepResult, mode: str, boot: Bootstrap | None = None) -> dict:
 
 
 def per_class_cis(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Tensor, C: int) -> dict:
-    """{source: {strategy: (A, C, 2) CI of each class's accuracy change against alpha = 0}}."""
+    """{source: {strategy: {"accuracy" | "head_usage": (A, C, 2) CI of each class's change against alpha = 0}}}."""
     a0 = res.grid.alphas.index(0.0)
 
-    def cell(ix: tuple) -> list:
-        correct = res.sample_correct[ix].T  # (N, A)
-        per_class = [boot.delta_ci(correct, correct[:, a0], rows=labels == c) for c in range(C)]  # (2, A) each
+    def by_class(values: torch.Tensor) -> list:  # values (N, A)
+        per_class = [boot.delta_ci(values, values[:, a0], rows=labels == c) for c in range(C)]  # (2, A) each
         return torch.stack(per_class).permute(2, 0, 1).tolist()  # (A, C, 2)
+
+    def cell(ix: tuple) -> dict:
+        return {"accuracy": by_class(res.sample_correct[ix].T), "head_usage": by_class(res.sample_usage[ix].T)}
 
     return _by_cell(res, mode, cell)
 
 
-def random_band(res: SweepResult, mode: str) -> dict:
-    """Mean and 2.5-97.5 % band over the random draws, per alpha."""
+def random_band(res: SweepResult, mode: str) -> dict | None:
+    """Mean and 2.5-97.5 % band over the random draws, per alpha; None when random sets were not swept."""
+    if "random" not in res.grid.strategies or res.draw_accuracy.shape[-1] == 0:
+        return None
     mi = res.grid.modes.index(mode)
     q = torch.tensor([0.025, 0.975])
     out = {"draws": res.draw_accuracy.shape[-1]}

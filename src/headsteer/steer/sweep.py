@@ -97,6 +97,8 @@ class SweepResult:
     """(M, Ls, S, A, N) per-image correctness (the mean over draws for random sets)."""
     sample_usage: torch.Tensor
     """(M, Ls, S, A, N) per-image steered-layer usage."""
+    sample_heads: torch.Tensor
+    """(M, Ls, S, A, N, H) float16 per-image steered-layer masks (mean over draws for random sets)."""
     draw_accuracy: torch.Tensor
     """(M, A, R) accuracy of each random draw (the `random` strategy's points average them)."""
     draw_usage: torch.Tensor
@@ -115,6 +117,7 @@ class SweepResult:
             torch.zeros(*shape, num_classes, num_heads),
             torch.zeros(*shape, n),
             torch.zeros(*shape, n),
+            torch.zeros(*shape, n, num_heads, dtype=torch.float16),
             torch.zeros(ma),
             torch.zeros(ma),
         )
@@ -130,6 +133,7 @@ class SweepResult:
         self.per_class_head[ix] = class_mean(s.head_keep, labels, C)
         self.per_class_usage[ix] = self.per_class_head[ix].mean(-1)
         self.sample_correct[ix], self.sample_usage[ix] = s.correct, s.usage
+        self.sample_heads[ix] = s.head_keep.half()
 
     def tensors(self) -> dict[str, torch.Tensor]:
         """The aggregated arrays (per-image ones stay in memory)."""
@@ -170,7 +174,7 @@ def run_sweep(
     random_draws: int = 1,
 ) -> SweepResult:
     """Every point of `grid` on the test rows (CLS entering layer l, labels, unsteered predictions)."""
-    draws = min(random_draws, len(sets.random_draws))
+    draws = min(random_draws, len(sets.random_draws)) if "random" in grid.strategies else 0
     res = SweepResult.empty(grid, len(test), int(sets.per_class.shape[0]), model.num_heads, draws)  # plain tensors
     with torch.inference_mode():
         _fill(res, model, sae, scorer, test, sets, batch_size, draws)

@@ -4,7 +4,9 @@ A strategy's points (usage, accuracy) over α and a baseline's points over its o
 shift, a mean-shift strength) are each read as a curve accuracy(usage): points sorted by usage, points
 at the same usage averaged, linear interpolation between them. The comparison is the mean of
 accuracy_strategy(u) - accuracy_baseline(u) over evenly spaced u in the usage range both curves reach.
-The CI recomputes it on every bootstrap resample of the test images (same levels u).
+The CI recomputes it on every bootstrap resample of the test images at the same levels u (those of
+the point estimate; a resampled curve that stops short of a level is read flat beyond its last point,
+which can only narrow the interval slightly at the ends of the range).
 """
 
 from __future__ import annotations
