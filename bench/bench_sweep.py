@@ -1,5 +1,5 @@
-"""Steering sweep: a point through the cached tail (cold and warm outcome cache) vs a full forward, on a
-12-layer ViT-S (random weights).
+"""Steering sweep: seconds per point at every layer through the cached tail (cold and warm outcome cache)
+against a full forward per point, for the demo geometry and a 12-layer ViT-S (random weights).
 
 Usage: python bench/bench_sweep.py [--device cuda] [--quick]
 """
@@ -17,7 +17,7 @@ from headsteer.steer.steering import steer
 from headsteer.steer.tails import OutcomeCache, make_tail
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COLUMNS = ["layer", "tail", "images", "full_ms", "cached_ms", "speedup", "warm_ms", "warm_speedup"]
+COLUMNS = ["model", "layer", "tail", "images", "full_ms", "cached_ms", "speedup", "warm_ms", "warm_speedup"]
 
 
 def sweep_point(model, sae: TopKSAE, layer: int, images: torch.Tensor, S: torch.Tensor):
@@ -48,38 +48,48 @@ def sweep_point(model, sae: TopKSAE, layer: int, images: torch.Tensor, S: torch.
     return tail, cold, warm, full
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse(parser(__doc__, RESULTS), argv)
-    dev, rows = args.device, []
-    geo = "tiny" if args.quick else "vit_s16_224"
+def layer_rows(geo: str, dev: str, iters: int, n_images: int) -> list[dict]:
+    """Seconds per sweep point at every layer of geometry `geo`, against one full forward per point."""
     model, in_chans, img, _ = build(geo, dev, decision_init_bias=0.0)
-    N = 16 if args.quick else 128
-    images = torch.randn(N, in_chans, img, img, device=dev)
+    images = torch.randn(n_images, in_chans, img, img, device=dev)
     d_in, d_sae, k = SAE_GEOMETRIES[geo]
     sae = TopKSAE(d_in, d_sae, k).to(dev).eval()
-    S = torch.zeros(N, d_sae, dtype=torch.bool, device=dev)
+    S = torch.zeros(n_images, d_sae, dtype=torch.bool, device=dev)
     S[:, :k] = True
+    rows, t_full = [], None
     with torch.inference_mode():
-        for layer in (model.depth - 1, max(model.depth - 4, 0)):  # the final block's tail, then a deeper one
+        for layer in reversed(range(model.depth)):
             tail, cold, warm, full = sweep_point(model, sae, layer, images, S)
-            t_full = time_fn(full, dev, 1, args.iters)["median_s"]
-            t_cached = time_fn(cold, dev, 2, args.iters * 3)["median_s"]
-            t_warm = time_fn(warm, dev, 2, args.iters * 3)["median_s"]
+            t_full = t_full or time_fn(full, dev, 1, iters)["median_s"]  # the same for every layer
+            t_cold = time_fn(cold, dev, 1, iters)["median_s"]
+            t_warm = time_fn(warm, dev, 2, iters * 3)["median_s"]
             rows.append(
                 {
+                    "model": geo,
                     "layer": layer,
                     "tail": type(tail).__name__,
-                    "images": N,
+                    "images": n_images,
                     "full_ms": round(1000 * t_full, 1),
-                    "cached_ms": round(1000 * t_cached, 2),
-                    "speedup": round(t_full / t_cached, 1),
+                    "cached_ms": round(1000 * t_cold, 2),
+                    "speedup": round(t_full / t_cold, 1),
                     "warm_ms": round(1000 * t_warm, 2),
                     "warm_speedup": round(t_full / t_warm, 1),
                 }
             )
+    return rows
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(parser(__doc__, RESULTS), argv)
+    geos = ["tiny"] if args.quick else ["demo", "vit_s16_224"]
+    rows = []
+    for geo in geos:
+        rows += layer_rows(geo, args.device, args.iters, 16 if args.quick else 128)
     table(rows, COLUMNS)
-    what = f"{GEOMETRIES[geo]['arch']} ({model.depth} layers), {img} px, SAE {d_in}->{d_sae} k={k}"
-    save("sweep", args, {"rows": rows, "model": what})
+    what = {
+        g: f"{GEOMETRIES[g]['arch']} ({GEOMETRIES[g].get('depth', 12)} layers), SAE {SAE_GEOMETRIES[g]}" for g in geos
+    }
+    save("sweep", args, {"rows": rows, "models": what})
 
 
 if __name__ == "__main__":

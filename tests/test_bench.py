@@ -22,7 +22,7 @@ HEADERS = {  # script -> the header line(s) its output must contain
     "bench_inference": ["model  batch  variant  usage  img_s  time_ratio  mac_ratio  realised_over_theory"],
     "bench_skip_methods": ["layer  masks  usage  patterns  dense_ms  per_head  grouped"],
     "bench_train_step": ["model  batch  variant  step_ms  img_s  overhead_pct"],
-    "bench_sweep": ["layer  tail  images  full_ms  cached_ms  speedup  warm_ms  warm_speedup"],
+    "bench_sweep": ["model  layer  tail            images  full_ms  cached_ms  speedup  warm_ms  warm_speedup"],
     "bench_sae_extract": ["what  batch  per_s  unit"],
     "to_markdown": ["| model | batch | variant | usage | img_s | time_ratio | mac_ratio | realised_over_theory |"],
 }
