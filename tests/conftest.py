@@ -60,6 +60,18 @@ def make_cifar100(root: Path, n_train: int = 40, n_test: int = 20, seed: int = 0
     return root
 
 
+def one_line_error(capsys, argv) -> str:
+    """Run the CLI on argv; assert exit status 2 and a single `headsteer: error: ...` line; return it."""
+    from headsteer.cli import main
+
+    rc = main(argv)
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("headsteer: error: "), err
+    return lines[0]
+
+
 @pytest.fixture(scope="session")
 def fashion_dir(tmp_path_factory) -> Path:
     return make_fashion(tmp_path_factory.mktemp("fashion"))

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import one_line_error
 from headsteer.analysis.aggregate import aggregate, default_out, write_aggregate
 from headsteer.cli import main
 from headsteer.errors import HeadsteerError
@@ -179,29 +180,20 @@ def test_cli_writes_next_to_the_runs_and_prints_conclusions(runs, tmp_path, caps
     assert (tmp_path / "elsewhere" / "aggregate.md").is_file()
 
 
-def _one_line_error(capsys, argv) -> str:
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2 and "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("headsteer: error: "), err
-    return lines[0]
-
-
 def test_cli_bad_inputs(runs, tmp_path, capsys):
     a, b = str(tmp_path / "seed0"), str(tmp_path / "seed1")
-    assert "at least 2 run directories" in _one_line_error(capsys, ["aggregate"])
-    assert "at least 2 run directories" in _one_line_error(capsys, ["aggregate", a])
+    assert "at least 2 run directories" in one_line_error(capsys, ["aggregate"])
+    assert "at least 2 run directories" in one_line_error(capsys, ["aggregate", a])
     empty = tmp_path / "never-ran"
     empty.mkdir()
-    line = _one_line_error(capsys, ["aggregate", a, str(empty)])
+    line = one_line_error(capsys, ["aggregate", a, str(empty)])
     assert str(empty) in line and "run `headsteer run` there first" in line
     other = _make_run(tmp_path / "other", 2, joint_epochs=3)
-    line = _one_line_error(capsys, ["aggregate", a, b, str(other)])
+    line = one_line_error(capsys, ["aggregate", a, b, str(other)])
     assert "differ beyond `seed`" in line and "prune.joint_epochs: 2 -> 3" in line
-    assert "both have seed=0" in _one_line_error(capsys, ["aggregate", a, b, a])
+    assert "both have seed=0" in one_line_error(capsys, ["aggregate", a, b, a])
     twin = _make_run(tmp_path / "twin", 1)
-    line = _one_line_error(capsys, ["aggregate", a, b, str(twin)])
+    line = one_line_error(capsys, ["aggregate", a, b, str(twin)])
     assert "both have seed=1" in line and str(twin) in line
     with pytest.raises(HeadsteerError, match="at least 2"):
         aggregate([])

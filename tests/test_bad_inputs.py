@@ -10,22 +10,13 @@ from safetensors.torch import load_file
 
 import headsteer.io as hio
 import headsteer.prune.epoch as epoch_mod
-from conftest import ROOT
+from conftest import ROOT, one_line_error
 from headsteer.cli import main
 from headsteer.errors import HeadsteerError
 from headsteer.io import checkpoint_state, load_checkpoint, save_checkpoint, write_tensors
 from headsteer.stages import run_stage
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
-
-
-def _one_line_error(capsys, argv):
-    rc = main(argv)
-    err = capsys.readouterr().err
-    assert rc == 2 and "Traceback" not in err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("headsteer: error: "), err
-    return lines[0]
 
 
 @pytest.mark.parametrize(
@@ -56,7 +47,7 @@ def test_out_of_range_values(capsys, tmp_path, fashion_dir, override, message):
             == 0
         )
         capsys.readouterr()
-    line = _one_line_error(
+    line = one_line_error(
         capsys,
         [
             stage,
@@ -74,7 +65,7 @@ def test_out_of_range_values(capsys, tmp_path, fashion_dir, override, message):
 def test_k_larger_than_derived_width_is_refused(pipeline, tmp_path, capsys):
     for stage in ("prune", "extract"):
         shutil.copytree(Path(pipeline.out) / stage, tmp_path / stage)
-    line = _one_line_error(
+    line = one_line_error(
         capsys,
         [
             "sae",
@@ -146,7 +137,7 @@ def test_sae_of_other_width_is_refused_by_steer(pipeline, tmp_path, capsys):
         shutil.copytree(Path(pipeline.out) / stage, tmp_path / stage)
     shutil.copytree(Path(pipeline.out) / "sae", tmp_path / "sae")
     TopKSAE(32, 64, 4).save(tmp_path / "sae" / "sae")  # someone else's SAE in the folder
-    line = _one_line_error(
+    line = one_line_error(
         capsys,
         [
             "steer",

@@ -6,8 +6,7 @@ import sys
 import pytest
 
 import headsteer.runtime as runtime
-from conftest import ROOT
-from headsteer.cli import main
+from conftest import ROOT, one_line_error
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
 
@@ -62,10 +61,7 @@ def test_out_that_cannot_be_created_is_a_one_line_error(capsys, tmp_path, fashio
     blocker = tmp_path / "a-file"
     blocker.write_text("in the way")
     out = where.replace("FILE", str(blocker))
-    rc = main(["prune", SMOKE, f"data.root={fashion_dir}", "--out", out])
-    err = capsys.readouterr().err
-    assert rc == 2 and "Traceback" not in err, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"headsteer: error: cannot create the run folder {out}/prune")
-    assert "choose another --out" in lines[0]
+    line = one_line_error(capsys, ["prune", SMOKE, f"data.root={fashion_dir}", "--out", out])
+    assert line.startswith(f"headsteer: error: cannot create the run folder {out}/prune")
+    assert "choose another --out" in line
     assert blocker.read_text() == "in the way"

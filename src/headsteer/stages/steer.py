@@ -56,17 +56,18 @@ def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, folder
     return sets
 
 
-def captured_tokens(cfg: RunConfig, pm: PrunedModel, layers: list[int], rows: torch.Tensor | None = None) -> dict:
-    """{layer: (N, T, d) tokens entering it} over the test images (or the rows given), one pass."""
+def captured_tokens(cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, T, d) tokens entering `layer` over the test images (or the rows given), on the CPU."""
     device = next(pm.model.parameters()).device
-    out: dict[int, list] = {i: [] for i in layers}
-    split = pm.data.test if rows is None else type(pm.data.test)(pm.data.test.images[rows], pm.data.test.labels[rows])
+    test = pm.data.test
+    split = test if rows is None else type(test)(test.images[rows], test.labels[rows])
     with torch.inference_mode():
-        for images, _ in iterate(split, cfg.prune.eval_batch_size):
-            captured = pm.model(pm.test_tf(images).to(device), capture=tuple(layers)).captured
-            for i in layers:
-                out[i].append(captured[i].cpu())
-    return {i: torch.cat(v) for i, v in out.items()}
+        return torch.cat(
+            [
+                pm.model(pm.test_tf(images).to(device), capture=(layer,)).captured[layer].cpu()
+                for images, _ in iterate(split, cfg.prune.eval_batch_size)
+            ]
+        )
 
 
 def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: Activations) -> dict:
@@ -78,7 +79,7 @@ def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: 
     rows = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 17))[:k].sort().values
     table = {layer: layer_sensitivity(steered, test.labels, test.predictions, oracle=True)}
     for i in (i for i in model.pruned_layers if i != layer):
-        cache = OutcomeCache(make_tail(model, i, [captured_tokens(cfg, pm, [i], rows)[i]]), cfg.steer.batch_size)
+        cache = OutcomeCache(make_tail(model, i, [captured_tokens(cfg, pm, i, rows)]), cfg.steer.batch_size)
         table[i] = layer_sensitivity(cache, test.labels[rows], test.predictions[rows])
     layers = sorted(table)
     rep = table[layer]
@@ -95,8 +96,10 @@ def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: 
     }
 
 
-def baselines(cfg: RunConfig, pm: PrunedModel, scorer: Scorer, test: Activations, train: Activations) -> tuple:
-    """(threshold curve, {label source: mean-shift curve}) of the steered layer."""
+def baselines(
+    cfg: RunConfig, pm: PrunedModel, scorer: Scorer, test: Activations, train: Activations, alphas: list[float]
+) -> tuple:
+    """(threshold curve, {label source: mean-shift curve over `alphas`}) of the steered layer."""
     layer, device = scorer.layer, next(pm.model.parameters()).device
     decide = pm.model.decisions[str(layer)]
     x = test.cls.to(device)
@@ -105,8 +108,7 @@ def baselines(cfg: RunConfig, pm: PrunedModel, scorer: Scorer, test: Activations
         shift = MeanShift.fit(train.cls, train.labels, len(pm.data.classes))
         sources = {"true": test.labels, "predicted": test.predictions}
         mean_shift = {
-            s: mean_shift_curve(scorer, decide, x, sources[s], shift, alpha_grid(cfg.steer))
-            for s in cfg.steer.label_sources
+            s: mean_shift_curve(scorer, decide, x, sources[s], shift, alphas) for s in cfg.steer.label_sources
         }
     return threshold, mean_shift
 
@@ -159,13 +161,13 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     classes = pm.data.classes
     sets = latent_sets(cfg, sae, train, len(classes), folder)
     t0 = time.time()
-    cache = OutcomeCache(make_tail(pm.model, layer, [captured_tokens(cfg, pm, [layer])[layer]]), sc.batch_size)
+    cache = OutcomeCache(make_tail(pm.model, layer, [captured_tokens(cfg, pm, layer)]), sc.batch_size)
     scorer = Scorer(cache, test, layer, pm.model.pruned_layers)
     grid = SweepGrid(sc.modes, sc.label_sources, sc.strategies, alpha_grid(sc))
     res = run_sweep(pm.model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws)
     sweep_seconds, t0 = time.time() - t0, time.time()
     write_sweep(folder, res, classes)
-    base = baselines(cfg, pm, scorer, test, train)
+    base = baselines(cfg, pm, scorer, test, train, grid.alphas)
     boot = Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)
     metrics = {
         "layer": layer,

@@ -66,12 +66,8 @@ class IndexSets:
     @staticmethod
     def masks_of(s: torch.Tensor, classes: torch.Tensor, n_latents: int) -> torch.Tensor:
         """(N, n) bool masks of a set s: (|S|,) for every sample, or (C, |S|) picked by class (N,)."""
-        if s.ndim == 1:
-            m = torch.zeros(n_latents, dtype=torch.bool)
-            m[s] = True
-            return m.expand(classes.shape[0], -1)
-        per_class = torch.zeros(s.shape[0], n_latents, dtype=torch.bool).scatter_(1, s, True)  # (C, n)
-        return per_class[classes]
+        idx = IndexSets.indices_of(s, classes)  # (N, |S|)
+        return torch.zeros(idx.shape[0], n_latents, dtype=torch.bool).scatter_(1, idx, True)
 
 
 def index_sets(

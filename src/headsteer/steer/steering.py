@@ -56,13 +56,16 @@ def _table(idx: torch.Tensor, n: int) -> torch.Tensor:
     return torch.zeros(idx.shape[0], n, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
 
 
-def _additive(c: Candidates, S: torch.Tensor, alpha: float, k: int, in_S: torch.Tensor):
+def _additive(
+    c: Candidates, S: torch.Tensor, alpha: float, code_v: torch.Tensor, code_i: torch.Tensor, in_S: torch.Tensor
+):
     """TopK(z + alpha max(z) 1_S) with exact ties ranked by pre-activation (larger first), then index.
 
     Candidates: the code's k latents (sorted by pre-activation, as topk returns them) and the latents of
     S outside the code, which all get the same value alpha max(z), ordered here by (pre-activation
-    desc, index asc). One stable sort by value then gives the dense reference's order."""
-    code_v, code_i = c.values[:, :k].relu(), c.indices[:, :k]
+    desc, index asc). One stable sort by value then gives the dense reference's order.
+    code_v, code_i: (B, k) the unsteered code; in_S: (B, n) membership table of S."""
+    k = code_i.shape[1]
     add = alpha * code_v.max(dim=-1, keepdim=True).values  # (B, 1)
     S_asc = S.sort(dim=1).values
     S_ord = S_asc.gather(1, c.pre.gather(1, S_asc).argsort(dim=1, descending=True, stable=True))
@@ -93,7 +96,7 @@ def steer_sparse(c: Candidates, S: torch.Tensor, alpha: float, mode: str, k: int
         return torch.where(in_S.gather(1, code_i), f * code_v, code_v), code_i
     if alpha == 0:
         return code_v, code_i
-    return _additive(c, S, alpha, k, in_S)
+    return _additive(c, S, alpha, code_v, code_i, in_S)
 
 
 def _per_set_size(pre: torch.Tensor, S: torch.Tensor, alpha: float, mode: str, k: int):

@@ -160,7 +160,7 @@ def strategy_sets(sets: IndexSets, strategy: str, classes: torch.Tensor, draws: 
     """The (N, |S|) latent indices of a strategy: one per random draw for `random`, else one."""
     if strategy != "random":
         return [sets.indices(strategy, classes)]
-    return [sets.indices_of(sets.random_draws[r], classes) for r in range(min(draws, len(sets.random_draws)))]
+    return [sets.indices_of(sets.random_draws[r], classes) for r in range(draws)]
 
 
 def run_sweep(
