@@ -1,5 +1,6 @@
 """Steering sweep: seconds per point at every layer through the cached tail (cold and warm outcome cache)
-against a full forward per point, for the demo geometry and a 12-layer ViT-S (random weights).
+against a full forward per point, for the demo geometry (3 blocks), the 6-block one it replaced and a
+12-layer ViT-S (random weights).
 
 Usage: python bench/bench_sweep.py [--device cuda] [--quick]
 """
@@ -81,7 +82,7 @@ def layer_rows(geo: str, dev: str, iters: int, n_images: int) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse(parser(__doc__, RESULTS), argv)
-    geos = ["tiny"] if args.quick else ["demo", "vit_s16_224"]
+    geos = ["tiny"] if args.quick else ["demo3", "demo", "vit_s16_224"]
     rows = []
     for geo in geos:
         rows += layer_rows(geo, args.device, args.iters, 16 if args.quick else 128)

@@ -131,12 +131,12 @@ def test_disk_full_leaves_previous_artifact_intact(tmp_path, monkeypatch):
 
 
 def test_sae_of_other_width_is_refused_by_steer(pipeline, tmp_path, capsys):
-    from headsteer.sae.topk import TopKSAE
+    from headsteer.sae.topk import TopKSAE, run_folder
 
     for stage in ("prune", "extract"):
         shutil.copytree(Path(pipeline.out) / stage, tmp_path / stage)
     shutil.copytree(Path(pipeline.out) / "sae", tmp_path / "sae")
-    TopKSAE(32, 64, 4).save(tmp_path / "sae" / "sae")  # someone else's SAE in the folder
+    TopKSAE(32, 64, 4).save(run_folder(tmp_path, 1))  # someone else's SAE in the smoke run's layer-1 folder
     line = one_line_error(
         capsys,
         [

@@ -69,12 +69,12 @@ def test_two_process_ddp_matches_single_process(fashion_dir, tmp_path):
     )
     # sharded extraction merges in order: same rows as the single-process run
     for split in ("train", "test"):
-        ia = json.load(open(single / "extract" / split / "index.json"))
-        ib = json.load(open(ddp / "extract" / split / "index.json"))
+        ia = json.load(open(single / "extract" / "layer_1" / split / "index.json"))
+        ib = json.load(open(ddp / "extract" / "layer_1" / split / "index.json"))
         assert ia == ib
         for c in range(ia["chunks"]):
-            ca = load_file(str(single / "extract" / split / f"chunk_{c:05d}.safetensors"))
-            cb = load_file(str(ddp / "extract" / split / f"chunk_{c:05d}.safetensors"))
+            ca = load_file(str(single / "extract" / "layer_1" / split / f"chunk_{c:05d}.safetensors"))
+            cb = load_file(str(ddp / "extract" / "layer_1" / split / f"chunk_{c:05d}.safetensors"))
             assert torch.equal(ca["labels"], cb["labels"])
             assert (ca["cls"] - cb["cls"]).abs().max() < 1e-3
     assert (ddp / "report" / "report.html").is_file()

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from headsteer.activations import load_split
+from headsteer.activations import ActivationStore, load_split
 from headsteer.model.configured import load_pruned
 from headsteer.sae.topk import TopKSAE
 from headsteer.stages.extract import extract_split
@@ -12,7 +12,7 @@ from headsteer.stages.sae import reconstruction_control
 
 def test_extract_chunks_match_model_forward(pipeline):
     cfg = pipeline
-    index = json.load(open(f"{cfg.out}/extract/train/index.json"))
+    index = json.load(open(f"{cfg.out}/extract/layer_1/train/index.json"))
     assert index == {"rows": 320, "chunks": 2, "chunk_size": 200, "layer": 1, "d": 48}
     acts = load_split(cfg.out, "test")
     assert acts.cls.shape == (160, 48) and acts.masks.shape == (160, 2, 6)
@@ -37,11 +37,12 @@ def test_extract_resumes_missing_chunk(pipeline, tmp_path):
     pm = load_pruned(cfg, torch.device("cpu"))
     ds, model, tf = pm.data, pm.model, pm.test_tf
     folder = tmp_path / "train"
-    extract_split(model, ds.train, tf, 1, folder, 200, 64, torch.device("cpu"), "x")
+    stores = {1: ActivationStore(folder)}
+    extract_split(model, ds.train, tf, stores, 200, 64, torch.device("cpu"), "x")
     first = (folder / "chunk_00001.safetensors").read_bytes()
     (folder / "chunk_00001.safetensors").unlink()
     mtime0 = (folder / "chunk_00000.safetensors").stat().st_mtime_ns
-    extract_split(model, ds.train, tf, 1, folder, 200, 64, torch.device("cpu"), "x")
+    extract_split(model, ds.train, tf, stores, 200, 64, torch.device("cpu"), "x")
     assert (folder / "chunk_00001.safetensors").read_bytes() == first
     assert (folder / "chunk_00000.safetensors").stat().st_mtime_ns == mtime0  # kept, not redone
 
@@ -55,7 +56,7 @@ def test_sae_stage_metrics_and_saelens_folder(pipeline):
     assert m["l0"] <= 8 and len(m["history"]) == 2
     rc = m["reconstruction"]
     assert set(rc) >= {"accuracy_delta", "head_usage_delta", "head_usage_layer_delta"}
-    sae = TopKSAE.load(f"{cfg.out}/sae/sae", expected_d_in=48)
+    sae = TopKSAE.load(f"{cfg.out}/sae/layer_1/sae", expected_d_in=48)
     assert sae.k == 8 and sae.hook_name == "blocks.1.hook_resid_pre.cls"
 
 

@@ -47,7 +47,7 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(fashion_dir, tmp_path):
     r = subprocess.run(_cmd(fashion_dir, killed, "run"), capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "resuming from" in r.stdout, r.stdout
-    for rel in ("prune/model.safetensors", "sae/sae/sae_weights.safetensors"):
+    for rel in ("prune/model.safetensors", "sae/layer_1/sae/sae_weights.safetensors"):
         a, b = load_file(str(straight / rel)), load_file(str(killed / rel))
         assert a.keys() == b.keys()
         for key in a:

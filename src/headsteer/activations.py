@@ -1,8 +1,9 @@
 """The CLS activation store: what the extract stage writes and the later stages read.
 
-A split lives in `RUN/extract/<split>/` as `chunk_NNNNN.safetensors` files (keys `cls` (n, d) float32,
-`labels` (n,), `predictions` (n,), `masks` (n, L, H) uint8) and an `index.json` written last. Chunks
-bound memory while extracting and are the unit of resume: a finished chunk is never redone.
+A split of layer l lives in `RUN/extract/layer_<l>/<split>/` as `chunk_NNNNN.safetensors` files
+(keys `cls` (n, d) float32, `labels` (n,), `predictions` (n,), `masks` (n, L, H) uint8) and an
+`index.json` written last. Chunks bound memory while extracting and are the unit of resume: a
+finished chunk is never redone. `RUN/extract/metrics.json` names the headline layer and all layers.
 """
 
 from __future__ import annotations
@@ -45,6 +46,12 @@ class Activations:
             raise HeadsteerError(f"{path} lacks {', '.join(missing)}; delete it and re-run `headsteer extract`")
         return cls(**{key: tensors[key] for key in KEYS})
 
+    def take(self, rows: torch.Tensor | None) -> "Activations":
+        """The given rows (None = all of them)."""
+        if rows is None:
+            return self
+        return Activations(**{key: getattr(self, key)[rows] for key in KEYS})
+
     @classmethod
     def cat(cls, parts: list["Activations"]) -> "Activations":
         return cls(**{key: torch.cat([getattr(p, key) for p in parts]) for key in KEYS})
@@ -57,8 +64,8 @@ class ActivationStore:
         self.folder = Path(folder)
 
     @classmethod
-    def of_run(cls, run_dir: str | Path, split: str) -> "ActivationStore":
-        return cls(Path(run_dir) / "extract" / split)
+    def of_run(cls, run_dir: str | Path, split: str, layer: int) -> "ActivationStore":
+        return cls(Path(run_dir) / "extract" / f"layer_{layer}" / split)
 
     def chunk_path(self, c: int) -> Path:
         return self.folder / f"chunk_{c:05d}.safetensors"
@@ -91,6 +98,22 @@ class ActivationStore:
         return acts
 
 
-def load_split(run_dir: str | Path, split: str) -> Activations:
-    """The extracted rows of `split` ('train' or 'test') of a run."""
-    return ActivationStore.of_run(run_dir, split).load()
+def hook_name(layer: int) -> str:
+    """SAELens-style name of the activation extracted at `layer`."""
+    return f"blocks.{layer}.hook_resid_pre.cls"
+
+
+def extracted_layers(run_dir: str | Path) -> tuple[int, list[int]]:
+    """(headline layer, every extracted layer) of a run, from RUN/extract/metrics.json."""
+    path = Path(run_dir) / "extract" / "metrics.json"
+    if not path.is_file():
+        raise HeadsteerError(f"{path} not found; run `headsteer extract` first")
+    meta = read_json(path)
+    return meta["layer"], meta["layers"]
+
+
+def load_split(run_dir: str | Path, split: str, layer: int | None = None) -> Activations:
+    """The extracted rows of `split` ('train' or 'test') at `layer` (None = the headline layer)."""
+    if layer is None:
+        layer = extracted_layers(run_dir)[0]
+    return ActivationStore.of_run(run_dir, split, layer).load()

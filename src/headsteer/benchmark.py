@@ -56,9 +56,22 @@ GEOMETRIES: dict[str, dict[str, Any]] = {
         "in_chans": 1,
         "num_classes": 10,
     },
+    "demo3": {
+        "arch": "vit_tiny_patch16_224",
+        "img_size": 28,
+        "patch_size": 7,
+        "embed_dim": 192,
+        "depth": 3,
+        "num_heads": 6,
+        "mlp_ratio": 2.0,
+        "in_chans": 1,
+        "num_classes": 10,
+    },
     "vit_s16_224": {"arch": "vit_small_patch16_224", "img_size": 224, "in_chans": 3, "num_classes": 100},
 }
-"""Model geometries by name: a timm arch and the overrides of its defaults, plus input channels and classes."""
+"""Model geometries by name: a timm arch and the overrides of its defaults, plus input channels and classes.
+"demo" is the 6-block geometry the demo used until the layer study (issue 8/10), kept so that earlier
+results stay comparable; "demo3" is today's demo (configs/demo.yaml)."""
 
 FULL_GEOMETRIES = ("demo", "vit_s16_224")
 """What a full (not --quick) run measures; "tiny" exists for smoke checks only."""
@@ -66,6 +79,7 @@ FULL_GEOMETRIES = ("demo", "vit_s16_224")
 SAE_GEOMETRIES: dict[str, tuple[int, int, int]] = {
     "tiny": (32, 128, 8),
     "demo": (192, 1536, 32),
+    "demo3": (192, 1536, 32),
     "vit_s16_224": (384, 3072, 64),
 }
 """(d_in, d_sae, k) of the SAE that goes with each model geometry."""

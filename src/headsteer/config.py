@@ -8,7 +8,7 @@ as a layer index or k against d_sae, are checked where the model is known). Read
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 from headsteer.errors import HeadsteerError
 
@@ -146,7 +146,12 @@ class PruneConfig:
 @dataclass
 class ExtractConfig:
     layer: int = -1
-    """Block whose residual INPUT's CLS token is extracted (negative = from the end; paper: last)."""
+    """Headline layer: the block whose residual INPUT's CLS token gets the full steering analysis
+    (negative = from the end; paper: the last)."""
+    layers: Union[list[int], Literal["all"], None] = None
+    """Layers of the layer study, extracted in the same pass, each with its own SAE and a reduced sweep:
+    a list of blocks, or 'all' for every pruned block after block 0 (whose CLS input is the same for
+    every image). None = the headline layer alone. The headline layer is always included."""
     batch_size: int = 1000
     """Images per forward pass."""
     chunk_size: int = 10000
@@ -155,6 +160,8 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         if self.batch_size < 1 or self.chunk_size < 1:
             raise HeadsteerError("extract.batch_size and extract.chunk_size must be >= 1")
+        if isinstance(self.layers, list) and not self.layers:
+            raise HeadsteerError("extract.layers is an empty list; list at least one block, or use 'all' or null")
 
 
 @dataclass
@@ -229,6 +236,12 @@ class SteerConfig:
     threshold_levels: int = 41
     """Points of the threshold baseline (a constant shift of the steered layer's decision logits),
     spread evenly over head usage 0..1."""
+    study_alphas: list[float] = field(default_factory=lambda: [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5])
+    """Reduced alpha grid of the layer study (the layers of extract.layers other than the headline one),
+    swept in `mode` with true labels for every strategy; 0 is always added."""
+    study_images: Optional[int] = None
+    """Test images (fixed seeded subset) for the layer study; None = all. The study's CIs come from the
+    same subset, so they show what it costs."""
     sensitivity_images: Optional[int] = 2000
     """Test images (seeded subset) for the head sensitivity of the layers other than the steered one;
     None = all. The steered layer always uses every test image."""
@@ -237,6 +250,10 @@ class SteerConfig:
         for name in ("random_draws", "bootstrap", "threshold_levels"):
             if getattr(self, name) < (2 if name == "threshold_levels" else 1):
                 raise HeadsteerError(f"steer.{name}={getattr(self, name)} is too small; use the default or more")
+        if self.study_images is not None and self.study_images < 2:
+            raise HeadsteerError(f"steer.study_images={self.study_images} must be >= 2 (or null for all)")
+        if not self.study_alphas:
+            raise HeadsteerError("steer.study_alphas is empty; list at least one alpha")
         if self.sensitivity_images is not None and self.sensitivity_images < 1:
             raise HeadsteerError(f"steer.sensitivity_images={self.sensitivity_images} must be >= 1 (or null for all)")
         if self.alpha_step <= 0 or self.alpha_min > self.alpha_max:

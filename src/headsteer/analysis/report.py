@@ -6,7 +6,7 @@ import base64
 import html
 from pathlib import Path
 
-from headsteer.analysis.results import paper_table
+from headsteer.analysis.results import paper_table, study_rows
 from headsteer.io import write_text
 
 
@@ -48,6 +48,44 @@ def sensitivity_table(results: dict) -> str:
     )
 
 
+def _ci_cell(delta: float, ci: list[float], scale: float, fmt: str) -> str:
+    lo, hi = ci
+    strong = lo > 0 or hi < 0
+    text = f"{scale * delta:{fmt}} ({scale * lo:{fmt}}..{scale * hi:{fmt}})"
+    return f"<td><b>{text}</b></td>" if strong else f"<td>{text}</td>"
+
+
+def layer_study_table(results: dict) -> str:
+    """The layer study as an HTML table: per layer and strategy, the change at alpha (CI) and the verdict."""
+    rows = study_rows(results)
+    if not rows:
+        return ""
+    body = ""
+    for r in rows:
+        for i, (strategy, v) in enumerate(r["strategies"].items()):
+            lead = (
+                f"<td rowspan={len(r['strategies'])}>layer {r['layer']}</td><td rowspan={len(r['strategies'])}>"
+                f"{r['images']}</td><td rowspan={len(r['strategies'])}><b>{r['range_pts']:.2f}</b></td>"
+                if i == 0
+                else ""
+            )
+            c = v["vs_threshold"]
+            call = "no overlap" if c["delta"] is None else f"{c['call']} ({100 * c['delta']:+.2f} pts)"
+            usage_delta = v["usage"][1] - v["usage"][0]
+            body += (
+                f"<tr>{lead}<td>{html.escape(strategy)}</td><td>{v['usage'][0]:.3f} → {v['usage'][1]:.3f}</td>"
+                + _ci_cell(usage_delta, v["usage_delta_ci"], 1, "+.3f")
+                + _ci_cell(v["accuracy_delta"], v["accuracy_delta_ci"], 100, "+.2f")
+                + f"<td>{html.escape(call)}</td></tr>"
+            )
+    alpha = rows[0]["alpha"]
+    return (
+        f"<table><tr><th>layer</th><th>images</th><th>heads kept − dropped (pts)</th><th>strategy</th>"
+        f"<th>usage α=0 → α={alpha:g}</th><th>Δ usage (95 % CI)</th><th>Δ accuracy, pts (95 % CI)</th>"
+        f"<th>vs threshold at equal usage</th></tr>{body}</table>"
+    )
+
+
 def write_html(
     path: Path,
     results: dict,
@@ -60,6 +98,14 @@ def write_html(
 ) -> None:
     r = results
     h = html.escape
+    study = layer_study_table(r)
+    study_html = (
+        f'<h2>Layer study</h2><p class="sub">Every steered layer in mode <code>{h(r["steering"]["mode"])}</code>'
+        " with true-label class sets, at the largest α on every layer's grid; bold: the CI excludes 0. "
+        f"The verdict uses every α of the layer's grid.</p>{study}"
+        if study
+        else ""
+    )
     cards_html = "".join(
         f'<div class="card">{h(k)}<b>{h(v)}</b></div>'
         for k, v in [
@@ -86,6 +132,7 @@ def write_html(
 only when the whole CI of its accuracy gain at equal usage is above 0.</p>
 <ul class="find">{"".join(f"<li>{h(x)}</li>" for x in verdict)}</ul>
 {sensitivity_table(r)}
+{study_html}
 <h2>What else came out</h2><ul class="find">{"".join(f"<li>{h(x)}</li>" for x in lines)}</ul>
 <h2>Our numbers beside the paper's</h2>
 <table><tr><th></th><th>paper (arXiv 2603.26743)</th><th>this run</th></tr>{table}</table>

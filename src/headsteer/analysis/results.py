@@ -36,7 +36,7 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
         "top_classes",
         "attention_macs_per_head",
     )
-    return {
+    results = {
         "dataset": prune["dataset"],
         "model": prune["model"],
         "classes": prune["classes"],
@@ -65,6 +65,44 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
         "overlap": {k: steer["overlap"][k] for k in ("global_vs_per_class_iou", "global_vs_per_class_frac")},
         "class_overlap": {"iou": steer["class_overlap"]["iou"]},
     }
+    if len(steer.get("layer_study", {})) > 1:  # one steered layer: the one-layer schema alone
+        results["by_layer"] = steer["layer_study"]
+    return results
+
+
+def study_rows(results: dict) -> list[dict]:
+    """Per layer of the study: sensitivity, the usage and accuracy change at the largest alpha on every
+    layer's grid, with their CIs, and the verdict against the threshold, per strategy (empty for one layer)."""
+    study = results.get("by_layer", {})
+    if not study:
+        return []
+    at_alpha = max(set.intersection(*(set(rec["alphas"]) for rec in study.values())))
+    rows = []
+    for layer, rec in study.items():
+        ai = rec["alphas"].index(at_alpha)
+        a0 = rec["alphas"].index(0.0)
+        per_strategy = {
+            strategy: {
+                "usage": [c["head_usage"][a0], c["head_usage"][ai]],
+                "usage_delta_ci": c["head_usage_delta_ci"][ai],
+                "accuracy_delta": c["accuracy"][ai] - c["accuracy"][a0],
+                "accuracy_delta_ci": c["accuracy_delta_ci"][ai],
+                "vs_threshold": rec["verdicts"][strategy]["vs_threshold"],
+            }
+            for strategy, c in rec["curves"].items()
+        }
+        sens = rec["sensitivity"]
+        rows.append(
+            {
+                "layer": int(layer),
+                "images": rec["images"],
+                "alpha": rec["alphas"][ai],
+                "range_pts": sens["range_pts"],
+                "unsteered": rec["unsteered"],
+                "strategies": per_strategy,
+            }
+        )
+    return rows
 
 
 def _at(alphas: list[float], values: list, alpha: float):
@@ -140,9 +178,24 @@ def heldout_line(results: dict) -> str | None:
     )
 
 
+def study_lines(results: dict) -> list[str]:
+    """One sentence per layer of the layer study: its heads' worth, and each strategy against the threshold."""
+    out = []
+    for r in study_rows(results):
+        calls = [
+            f"{s} {'no overlap' if v['vs_threshold']['delta'] is None else v['vs_threshold']['call']}"
+            for s, v in r["strategies"].items()
+        ]
+        out.append(
+            f"Layer {r['layer']} ({r['images']} test images): heads worth {r['range_pts']:+.2f} pts (all kept − "
+            f"all dropped); against the threshold baseline at equal usage: " + ", ".join(calls) + "."
+        )
+    return out
+
+
 def verdict(results: dict) -> list[str]:
-    """What the report opens with: the steered layer's sensitivity, then each strategy's verdict."""
-    return [sensitivity_line(results), *verdict_lines(results)]
+    """What the report opens with: the steered layer's sensitivity, each strategy's verdict, the layer study."""
+    return [sensitivity_line(results), *verdict_lines(results), *study_lines(results)]
 
 
 def findings(results: dict) -> list[str]:

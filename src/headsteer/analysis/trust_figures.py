@@ -129,3 +129,54 @@ def sensitivity(results: dict, path: Path) -> Path:
     ax.grid(alpha=0.3, axis="x")
     ax.legend(fontsize=8, loc="lower left")
     return _save(fig, path)
+
+
+def _study_usage(ax, rec: dict) -> None:
+    """Steered-layer usage against alpha per strategy, with the CI of the change against alpha = 0."""
+    a = np.array(rec["alphas"])
+    a0 = rec["alphas"].index(0.0)
+    for strategy, c in rec["curves"].items():
+        color, name = _label(strategy)
+        u = np.array(c["head_usage"])
+        ax.plot(a, u, color=color, marker=".", lw=1.2, label=name)
+        if "head_usage_delta_ci" in c:
+            ci = np.array(c["head_usage_delta_ci"])  # (A, 2)
+            ax.fill_between(a, u[a0] + ci[:, 0], u[a0] + ci[:, 1], color=color, alpha=0.15, lw=0)
+    ax.axhline(rec["unsteered"]["head_usage"], color="k", ls=":", lw=1, label="unsteered (no SAE)")
+    ax.set(xlabel="amplification strength α", ylabel="head usage ratio (this layer)", ylim=(-0.02, 1.02))
+
+
+def _study_frontier(ax, rec: dict) -> None:
+    """Accuracy against usage: each strategy, the threshold baseline, all heads kept / dropped."""
+    for strategy, c in rec["curves"].items():
+        color, name = _label(strategy)
+        order = np.argsort(c["head_usage"])
+        ax.plot(np.array(c["head_usage"])[order], 100 * np.array(c["accuracy"])[order], color=color, marker=".", lw=1)
+    t = rec["threshold"]
+    order = np.argsort(t["head_usage"])
+    ax.plot(np.array(t["head_usage"])[order], 100 * np.array(t["accuracy"])[order], "k-", lw=2, label="threshold")
+    s = rec["sensitivity"]
+    ax.plot([1.0], [100 * s["all_kept"]], "o", color="#2ca02c", ms=8, label="all heads kept")
+    ax.plot([0.0], [100 * s["all_dropped"]], "o", color="#d62728", ms=8, label="all heads dropped")
+    u = rec["unsteered"]
+    ax.plot([u["head_usage"]], [100 * u["accuracy"]], "k*", ms=11, label="unsteered")
+    ax.set(xlabel="head usage ratio (this layer)", ylabel="test accuracy (%)", xlim=(-0.03, 1.03))
+
+
+def layer_study(results: dict, path: Path) -> Path:
+    """One row per steered layer: usage response to alpha (left), accuracy at equal usage beside the
+    threshold baseline and the layer's sensitivity (right)."""
+    study = results["by_layer"]
+    fig, axes = plt.subplots(len(study), 2, figsize=(12, 4.2 * len(study)), squeeze=False, layout="constrained")
+    for row, (layer, rec) in enumerate(study.items()):
+        headline = int(layer) == results["steering"]["layer"]
+        _study_usage(axes[row, 0], rec)
+        _study_frontier(axes[row, 1], rec)
+        tag = f"layer {layer}{' (headline)' if headline else ''} · {rec['images']} test images"
+        axes[row, 0].set_title(f"{tag}: usage response")
+        axes[row, 1].set_title(f"{tag}: accuracy at equal usage")
+        for ax in axes[row]:
+            ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=7, loc="best")
+    axes[0, 1].legend(fontsize=7, loc="lower right")
+    return _save(fig, path)

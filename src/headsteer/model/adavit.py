@@ -102,6 +102,23 @@ class AdaViT(nn.Module):
             )
         return layer % self.depth
 
+    def steerable_layer(self, layer: int, key: str = "layer") -> int:
+        """`resolve_layer`, also requiring a decision network to steer and a CLS input that depends on
+        the image: the CLS entering block 0 is the class token plus its position embedding, the same
+        for every image, so no SAE can describe it."""
+        resolved = self.resolve_layer(layer, key)
+        if resolved not in self.pruned_layers:
+            raise HeadsteerError(
+                f"{key}={layer} has no decision network to steer (pruned layers: {self.pruned_layers}); "
+                "choose a pruned layer or add it to model.pruned_layers"
+            )
+        if resolved == 0:
+            raise HeadsteerError(
+                f"{key}={layer}: the CLS token entering block 0 is the same for every image, so an SAE "
+                "cannot describe it; choose a later layer"
+            )
+        return resolved
+
     def decision_parameters(self) -> list[nn.Parameter]:
         return list(self.decisions.parameters())
 

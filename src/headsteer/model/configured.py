@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
 
-from headsteer.config import RunConfig
+from headsteer.config import ExtractConfig, RunConfig
 from headsteer.data import BatchTransform, ImageDataset, load_dataset
 from headsteer.model.adavit import AdaViT
 from headsteer.model.build import build_model, load_weights, normalization
@@ -50,3 +50,22 @@ def load_pruned(cfg: RunConfig, device: torch.device) -> PrunedModel:
     built = build_for(cfg, ds, device)
     load_weights(built.model, Path(cfg.out) / "prune" / "model.safetensors")
     return PrunedModel(ds, built.model.eval(), built.test_tf)
+
+
+def study_layers(model: AdaViT, cfg: ExtractConfig) -> tuple[int, list[int]]:
+    """(headline layer, sorted layers to extract): extract.layers ('all' = every pruned layer after 0)
+    plus the headline extract.layer, each checked to be steerable."""
+    headline = model.steerable_layer(cfg.layer, "extract.layer")
+    if cfg.layers == "all":
+        listed = [i for i in model.pruned_layers if i > 0]
+    else:
+        listed = [model.steerable_layer(i, "extract.layers entry") for i in cfg.layers or []]
+    return headline, sorted({headline, *listed})
+
+
+def check_steered_layers(cfg: RunConfig) -> None:
+    """Check extract.layer / extract.layers before any training, on the model's shape alone (built on
+    the meta device, no weights loaded), so that a bad layer fails in seconds, not after the prune stage."""
+    with torch.device("meta"):
+        model = build_model(replace(cfg.model, pretrained=False, pretrained_file=None), num_classes=2, in_chans=3)
+    study_layers(model, cfg.extract)

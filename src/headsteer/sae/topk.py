@@ -125,6 +125,11 @@ class TopKSAE(nn.Module):
         write_json(folder / CFG_NAME, self.saelens_cfg())
 
     @classmethod
+    def of_run(cls, run_dir: str | Path, layer: int, expected_d_in: Optional[int] = None) -> "TopKSAE":
+        """The SAE the `sae` stage trained on `layer` of a run (RUN/sae/layer_<l>/sae)."""
+        return cls.load(run_folder(run_dir, layer), expected_d_in)
+
+    @classmethod
     def load(cls, folder: str | Path, expected_d_in: Optional[int] = None) -> "TopKSAE":
         from headsteer.io import read_tensors
 
@@ -159,3 +164,8 @@ class TopKSAE(nn.Module):
                 f"SAE weights in {folder} do not match its cfg.json ({exc}); re-run `headsteer sae`"
             ) from None
         return sae
+
+
+def run_folder(run_dir: str | Path, layer: int) -> Path:
+    """Where a run keeps the SAE of `layer`, in SAELens layout."""
+    return Path(run_dir) / "sae" / f"layer_{layer}" / "sae"

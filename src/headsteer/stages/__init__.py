@@ -13,6 +13,7 @@ import torch
 
 from headsteer import distributed
 from headsteer.config import RunConfig
+from headsteer.model.configured import check_steered_layers
 from headsteer.stages.common import STAGES, is_done, mark_done, prepare
 
 
@@ -60,5 +61,6 @@ def run_stage(cfg: RunConfig, name: str, force: bool = False, skip_done: bool = 
 
 
 def run_all(cfg: RunConfig, force: bool = False, command: str = "") -> None:
+    check_steered_layers(cfg)
     for name in available():
         run_stage(cfg, name, force, command=command)

@@ -25,7 +25,7 @@ def latent_cards(cfg: RunConfig, steer: dict, folder: Path, per_class: int = 2, 
     if not top:
         return []
     lat = read_tensors(Path(cfg.out) / "steer" / "latents.safetensors")
-    sae = TopKSAE.load(Path(cfg.out) / "sae" / "sae").eval()
+    sae = TopKSAE.of_run(cfg.out, steer["layer"]).eval()
     test = load_split(cfg.out, "test")
     with torch.inference_mode():
         z = torch.cat([sae.encode(x) for x in test.cls.split(4096)])  # (N, n)
@@ -78,6 +78,18 @@ def trust_figures(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
     ]
 
 
+def study_figure(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
+    """The layer study, when more than one layer was steered."""
+    if "by_layer" not in results:
+        return []
+    caption = (
+        "Per steered layer (true-label class sets, headline mode): left, that layer's head usage against α "
+        "(shaded: 95 % paired-bootstrap CI of the change against α = 0); right, accuracy against that layer's "
+        "usage for every α, the threshold baseline (black) and the layer's heads all kept / all dropped."
+    )
+    return [("Layer study: steering at every layer", tfig.layer_study(results, folder / "fig_layers.png"), caption)]
+
+
 def band_figure(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
     """The random sets' band over draws, when random sets were swept."""
     band = results["steering"].get("random_band")
@@ -100,6 +112,7 @@ def make_figures(prune: dict, steer: dict, results: dict, folder: Path) -> list[
     classes = results["classes"]
     return (
         trust_figures(results, folder)
+        + study_figure(results, folder)
         + band_figure(results, folder)
         + [
             (

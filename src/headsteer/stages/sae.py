@@ -1,8 +1,10 @@
-"""Stage `sae`: top-k SAE on the extracted CLS tokens, saved in SAELens v6 layout, plus the
-reconstruction control (decision network of the steered layer reads x_hat instead of x).
+"""Stage `sae`: one top-k SAE per extracted layer, on its CLS tokens, saved in SAELens v6 layout, plus
+the reconstruction control (decision network of that layer reads x_hat instead of x).
 
-Writes `RUN/sae/sae/{cfg.json, sae_weights.safetensors}`, `metrics.json` (per-epoch log, test MSE,
-FVU, L0, dead fraction, reconstruction control) and a per-epoch `checkpoint.safetensors`.
+Writes, per layer l, `RUN/sae/layer_<l>/sae/{cfg.json, sae_weights.safetensors}`, its `metrics.json`
+(per-epoch log, test MSE, FVU, L0, dead fraction, reconstruction control) and a per-epoch
+`checkpoint.safetensors`; a layer whose metrics.json exists is finished and skipped on resume.
+`RUN/sae/metrics.json` holds the headline layer's metrics with every layer's under `by_layer`.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ from pathlib import Path
 
 import torch
 
-from headsteer.activations import load_split
+from headsteer.activations import extracted_layers, hook_name, load_split
 from headsteer.config import RunConfig
 from headsteer.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json
 from headsteer.model import AdaViT
-from headsteer.model.configured import load_pruned
+from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.prune.evaluate import predict, summarize
 from headsteer.runtime import progress, resolve_device
-from headsteer.sae.topk import TopKSAE
+from headsteer.sae.topk import TopKSAE, run_folder
 from headsteer.sae.train import SAETrainer, evaluate_sae, geometric_median
 
 
@@ -72,9 +74,8 @@ def train(cfg: RunConfig, folder: Path, sae: TopKSAE, x_train: torch.Tensor) -> 
     return state
 
 
-def control_metrics(cfg: RunConfig, sae: TopKSAE, layer: int, device: torch.device, test) -> dict:
+def control_metrics(cfg: RunConfig, pm: PrunedModel, sae: TopKSAE, layer: int, device: torch.device, test) -> dict:
     """The reconstruction control beside the unsteered model's numbers."""
-    pm = load_pruned(cfg, device)
     nc = len(pm.data.classes)
     base = summarize(test.predictions, test.labels, test.masks.bool(), pm.model.pruned_layers, nc)
     recon = reconstruction_control(
@@ -93,23 +94,22 @@ def control_metrics(cfg: RunConfig, sae: TopKSAE, layer: int, device: torch.devi
     }
 
 
-def run(cfg: RunConfig, folder: Path) -> dict:
-    device = resolve_device(cfg.device)
+def train_layer(cfg: RunConfig, pm: PrunedModel, folder: Path, layer: int, device: torch.device) -> dict:
+    """Train, save and evaluate the SAE of one layer in `folder`; returns its metrics."""
     c = cfg.sae
-    extract_meta = read_json(Path(cfg.out) / "extract" / "metrics.json")
-    train_acts, test = load_split(cfg.out, "train"), load_split(cfg.out, "test")
+    train_acts, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
     d_in = train_acts.cls.shape[1]
     torch.manual_seed(cfg.seed)
-    sae = TopKSAE(
-        d_in, c.d_sae or c.expansion * d_in, c.k, hook_name=extract_meta["hook_name"], model_name=cfg.model.arch
-    ).to(device)
+    sae = TopKSAE(d_in, c.d_sae or c.expansion * d_in, c.k, hook_name=hook_name(layer), model_name=cfg.model.arch).to(
+        device
+    )
+    folder.mkdir(exist_ok=True)
     state = train(cfg, folder, sae, train_acts.cls)
-    sae.cpu().save(folder / "sae")
+    sae.cpu().save(run_folder(cfg.out, layer))
     sae.to(device)
     test_stats = evaluate_sae(sae, test.cls, device=device)
     train_dead = state["history"][-1]["dead_fraction"]
-    layer = extract_meta["layer"]
-    control = control_metrics(cfg, sae, layer, device, test)
+    control = control_metrics(cfg, pm, sae, layer, device, test)
     metrics = {
         "d_in": d_in,
         "d_sae": sae.d_sae,
@@ -127,9 +127,23 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     }
     write_json(folder / "metrics.json", metrics)
     print(
-        f"[sae] test: mse {test_stats.mse:.5f}, fvu {test_stats.fvu:.4f}, l0 {test_stats.l0:.1f}, dead "
-        f"{train_dead:.3f}; reconstruction control: acc {control['accuracy_delta'] * 100:+.2f} pts, usage "
+        f"[sae] layer {layer} test: mse {test_stats.mse:.5f}, fvu {test_stats.fvu:.4f}, l0 {test_stats.l0:.1f}, "
+        f"dead {train_dead:.3f}; reconstruction control: acc {control['accuracy_delta'] * 100:+.2f} pts, usage "
         f"{control['head_usage_delta']:+.4f} (layer {layer}: {control['head_usage_layer_delta']:+.4f})",
         flush=True,
     )
+    return metrics
+
+
+def run(cfg: RunConfig, folder: Path) -> dict:
+    device = resolve_device(cfg.device)
+    pm = load_pruned(cfg, device)
+    headline, layers = extracted_layers(cfg.out)
+    by_layer = {}
+    for layer in layers:
+        sub = folder / f"layer_{layer}"
+        done = sub / "metrics.json"
+        by_layer[str(layer)] = read_json(done) if done.is_file() else train_layer(cfg, pm, sub, layer, device)
+    metrics = {**by_layer[str(headline)], "by_layer": by_layer}
+    write_json(folder / "metrics.json", metrics)
     return metrics

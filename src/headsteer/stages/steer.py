@@ -13,15 +13,15 @@ from pathlib import Path
 
 import torch
 
-from headsteer.activations import Activations, load_split
+from headsteer.activations import Activations, extracted_layers, load_split
 from headsteer.config import RunConfig
 from headsteer.data import iterate
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_json, write_json, write_tensors
+from headsteer.io import write_json, write_tensors
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.model.macs import macs_per_head
 from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer import study
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.baselines import MeanShift, mean_shift_curve, threshold_curve
 from headsteer.steer.heldout import top_classes_heldout
@@ -34,15 +34,15 @@ from headsteer.steer.uncertainty import Bootstrap
 from headsteer.steer.verdict import verdicts
 
 
-def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, folder: Path) -> IndexSets:
-    """Latent frequencies and index sets from the TRAIN split, saved to latents.safetensors."""
+def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, path: Path) -> IndexSets:
+    """Latent frequencies and index sets from the TRAIN split, saved to `path` (.safetensors)."""
     sc, device = cfg.steer, sae.W_dec.device
     with torch.inference_mode():
         active = torch.cat([(sae.encode(xb.to(device)) > 0).cpu() for xb in train.cls.split(sc.batch_size)])
     freqs = latent_frequencies(active, train.labels, C)
     sets = index_sets(freqs, sc.set_size or sae.k, cfg.seed, sc.min_class_freq, sc.random_draws)
     write_tensors(
-        folder / "latents.safetensors",
+        path,
         {
             "freq_per_class": freqs.per_class,
             "freq_overall": freqs.overall,
@@ -147,19 +147,47 @@ def write_sweep(folder: Path, res: SweepResult, classes: list[str]) -> None:
     write_json(folder / "sweep.json", axes)
 
 
+def headline_entry(metrics: dict, images: int) -> dict:
+    """The headline layer's record in the layer study, from its full analysis (true labels)."""
+    layer, sens = metrics["layer"], metrics["sensitivity"]
+    source = "true" if "true" in metrics["curves"] else next(iter(metrics["curves"]))
+    return study.entry(
+        layer,
+        images,
+        metrics["alphas"],
+        {key: metrics["baseline"][key] for key in ("accuracy", "head_usage")},
+        metrics["curves"][source],
+        metrics["random_band"],
+        metrics["threshold"],
+        metrics["verdicts"][source],
+        sens["table"][sens["layers"].index(layer)],
+        metrics["timing"]["sweep_seconds"] + metrics["timing"]["analysis_seconds"],
+    )
+
+
+def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path) -> dict:
+    """{layer: study record} of every extracted layer other than the headline one."""
+    sc, device = cfg.steer, next(pm.model.parameters()).device
+    out = {}
+    for layer in layers:
+        sae = TopKSAE.of_run(cfg.out, layer, expected_d_in=pm.model.embed_dim).to(device).eval()
+        train, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
+        sets = latent_sets(cfg, sae, train, len(pm.data.classes), folder / f"latents_layer_{layer}.safetensors")
+        rows = study.study_rows(len(test), sc.study_images, cfg.seed)
+        tokens = captured_tokens(cfg, pm, layer, rows)
+        out[layer] = study.study_layer(pm.model, layer, sae, sets, test.take(rows), tokens, sc, cfg.seed)
+        print(f"[steer] layer study: layer {layer} in {out[layer]['seconds']:.1f}s", flush=True)
+    return out
+
+
 def run(cfg: RunConfig, folder: Path) -> dict:
     device, sc = resolve_device(cfg.device), cfg.steer
     pm = load_pruned(cfg, device)
-    layer = read_json(Path(cfg.out) / "extract" / "metrics.json")["layer"]
-    if layer not in pm.model.pruned_layers:
-        raise HeadsteerError(
-            f"extract.layer={layer} has no decision network to steer (pruned layers: "
-            f"{pm.model.pruned_layers}); extract a pruned layer or add it to model.pruned_layers"
-        )
-    sae = TopKSAE.load(Path(cfg.out) / "sae" / "sae", expected_d_in=pm.model.embed_dim).to(device).eval()
-    train, test = load_split(cfg.out, "train"), load_split(cfg.out, "test")
+    layer, layers = extracted_layers(cfg.out)
+    sae = TopKSAE.of_run(cfg.out, layer, expected_d_in=pm.model.embed_dim).to(device).eval()
+    train, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
     classes = pm.data.classes
-    sets = latent_sets(cfg, sae, train, len(classes), folder)
+    sets = latent_sets(cfg, sae, train, len(classes), folder / "latents.safetensors")
     t0 = time.time()
     cache = OutcomeCache(make_tail(pm.model, layer, [captured_tokens(cfg, pm, layer)]), sc.batch_size)
     scorer = Scorer(cache, test, layer, pm.model.pruned_layers)
@@ -189,10 +217,16 @@ def run(cfg: RunConfig, folder: Path) -> dict:
         "points": res.accuracy.numel(),
         "tail_evaluations": cache.computed,
     }
+    del cache, scorer, res  # the headline's tokens and per-image tables; the study builds its own
+    study_records = layer_study(cfg, pm, [i for i in layers if i != layer], folder)
+    metrics["layer_study"] = {
+        str(i): rec for i, rec in sorted({layer: headline_entry(metrics, len(test)), **study_records}.items())
+    }
     write_json(folder / "metrics.json", metrics)
     print(
-        f"[steer] {res.accuracy.numel()} points in {sweep_seconds:.1f}s ({cache.computed} tail evaluations), "
-        f"baselines + analyses {metrics['timing']['analysis_seconds']:.1f}s",
+        f"[steer] {metrics['timing']['points']} points in {sweep_seconds:.1f}s "
+        f"({metrics['timing']['tail_evaluations']} tail evaluations), baselines + analyses "
+        f"{metrics['timing']['analysis_seconds']:.1f}s; layer study of {len(layers)} layer(s)",
         flush=True,
     )
     return metrics

@@ -8,8 +8,9 @@ pattern) it meets and answers every later point by lookup. Two tails run the net
 - `FinalBlockTail` (l is the last block, CLS-token pooling): the per-head attention outputs of the
   CLS query do not depend on the mask (it multiplies them afterwards), so they are cached; a pattern
   then costs proj + MLP + head on the CLS row only.
-- `GeneralTail` (any layer): caches the tokens entering block l and re-runs blocks l..L-1 with the
-  mask of l forced, the later layers deciding for themselves.
+- `GeneralTail` (any layer): caches the tokens entering block l and the per-head attention outputs of
+  block l (every token's query); a pattern then costs block l's projection and MLP plus blocks
+  l+1..L-1, the later layers deciding for themselves.
 """
 
 from __future__ import annotations
@@ -56,17 +57,28 @@ class FinalBlockTail:
 
 
 class GeneralTail:
-    """Cached tokens entering layer l; a pattern re-runs blocks l..L-1 with the mask of l forced."""
+    """Cached tokens entering layer l and the per-head attention outputs of block l (which the mask only
+    multiplies afterwards); a pattern costs block l's projection and MLP, then blocks l+1..L-1, whose
+    decision networks decide for themselves."""
 
     def __init__(self, model: AdaViT, layer: int, token_batches: Iterable[torch.Tensor]):
         self.model, self.layer = model, layer
-        self.tokens = torch.cat(list(token_batches))  # (N, T, d)
+        blk = model.vit.blocks[layer]
+        tokens, outs = [], []
+        with torch.inference_mode():
+            for x in token_batches:  # (B, T, d) entering block l
+                tokens.append(x)
+                outs.append(blk.attn.head_outputs(blk.norm1(x)))  # (B, H, T, D)
+        self.tokens = torch.cat(tokens)  # (N, T, d)
+        self.head_out = torch.cat(outs)  # (N, H, T, D)
         self.decision_input = self.tokens[:, 0]  # (N, d)
 
     @torch.inference_mode()
     def run_masked(self, mask: torch.Tensor, idx) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (b, C), heads kept in pruned layers after l (b,)) with layer l keeping `mask` (b, H)."""
-        out = self.model.forward_from(self.tokens[idx], self.layer, force={self.layer: mask})
+        blk = self.model.vit.blocks[self.layer]
+        y = self.tokens[idx] + blk.drop_path1(blk.ls1(blk.attn.project(self.head_out[idx], mask)))  # (b, T, d)
+        out = self.model.forward_from(block_mlp(blk, y), self.layer + 1)
         after = [i for i in self.model.pruned_layers if i > self.layer]
         return out.logits, out.masks[:, after].sum(dim=(1, 2)).long().cpu()
 

@@ -1,0 +1,88 @@
+"""The layer study: steering at a layer other than the headline one, on a reduced alpha grid.
+
+The paper steers only the last layer. Here every layer of `extract.layers` gets its own SAE, and this
+module sweeps it in the headline mode with true labels for every strategy, on `steer.study_alphas`
+(and optionally a fixed seeded subset of the test images), beside the threshold baseline and the
+layer's own sensitivity (all heads kept vs all dropped), with the same paired-bootstrap CIs and
+verdicts as the headline layer. `entry` gives every layer the same record, the headline included.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+from headsteer.activations import Activations
+from headsteer.config import SteerConfig
+from headsteer.model import AdaViT
+from headsteer.sae.topk import TopKSAE
+from headsteer.steer.baselines import threshold_curve
+from headsteer.steer.sensitivity import layer_sensitivity
+from headsteer.steer.stats import IndexSets
+from headsteer.steer.summary import curves, random_band, unsteered
+from headsteer.steer.sweep import Scorer, SweepGrid, run_sweep
+from headsteer.steer.tails import OutcomeCache, make_tail
+from headsteer.steer.uncertainty import Bootstrap
+from headsteer.steer.verdict import verdicts
+
+
+def study_rows(n: int, images: int | None, seed: int) -> torch.Tensor | None:
+    """Sorted indices of the fixed seeded test subset of the study; None = every image."""
+    if images is None or images >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + 29))[:images].sort().values
+
+
+def entry(layer, images, alphas, unsteered, curve, band, threshold, verdict, sensitivity, seconds) -> dict:
+    """One layer's record in `layer_study` (steer metrics) and `by_layer` (results.json)."""
+    return {
+        "layer": layer,
+        "images": images,
+        "alphas": alphas,
+        "unsteered": unsteered,
+        "curves": curve,
+        "random_band": band,
+        "threshold": threshold,
+        "verdicts": verdict,
+        "sensitivity": sensitivity,
+        "seconds": seconds,
+    }
+
+
+def study_layer(
+    model: AdaViT,
+    layer: int,
+    sae: TopKSAE,
+    sets: IndexSets,
+    test: Activations,
+    tokens: torch.Tensor,
+    sc: SteerConfig,
+    seed: int,
+) -> dict:
+    """Sweep, threshold baseline, CIs, verdicts and sensitivity of `layer` (its SAE `sae`, its sets).
+
+    test: the study's test rows at that layer; tokens: (N, T, d) tokens entering the layer for them."""
+    t0 = time.time()
+    cache = OutcomeCache(make_tail(model, layer, [tokens]), sc.batch_size)
+    scorer = Scorer(cache, test, layer, model.pruned_layers)
+    grid = SweepGrid([sc.mode], ["true"], sc.strategies, sorted({*map(float, sc.study_alphas), 0.0}))
+    res = run_sweep(model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws)
+    with torch.inference_mode():
+        logits = model.decisions[str(layer)](test.cls.to(sae.W_dec.device))
+        threshold = threshold_curve(scorer, logits, sc.threshold_levels)
+    boot = Bootstrap.draw(len(test), sc.bootstrap, seed)
+    sens = layer_sensitivity(cache, test.labels, test.predictions)
+    base = unsteered(test.predictions, test.labels, test.masks[:, layer], int(sets.per_class.shape[0]))
+    return entry(
+        layer,
+        len(test),
+        grid.alphas,
+        {key: base[key] for key in ("accuracy", "head_usage")},
+        curves(res, sc.mode, boot)["true"],
+        random_band(res, sc.mode),
+        threshold.summary(),
+        verdicts(res, sc.mode, boot, threshold, {})["true"],
+        sens.as_dict(),
+        round(time.time() - t0, 2),
+    )
