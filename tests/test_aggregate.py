@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import one_line_error
-from headsteer.analysis.aggregate import aggregate, default_out, write_aggregate
+from headsteer.analysis.aggregate import aggregate, default_out
+from headsteer.analysis.aggregate_files import write_aggregate
 from headsteer.cli import main
 from headsteer.errors import HeadsteerError
 
@@ -197,3 +198,33 @@ def test_cli_bad_inputs(runs, tmp_path, capsys):
     assert "both have seed=1" in line and str(twin) in line
     with pytest.raises(HeadsteerError, match="at least 2"):
         aggregate([])
+
+
+LAYER2_CALL = {0: "matches", 1: "matches", 2: "beats"}
+
+
+def test_layer_study_is_aggregated_per_layer(tmp_path):
+    """`by_layer` (the layer study): each layer's heads' worth and verdicts, across seeds."""
+    runs = []
+    for s in range(3):
+        folder = _make_run(tmp_path / f"seed{s}", s)
+        doc = json.loads((folder / "report" / "results.json").read_text())
+        doc["by_layer"] = {
+            str(layer): {
+                "sensitivity": {"range_pts": 2.0 + s + layer},
+                "verdicts": {
+                    "per_class": {
+                        "vs_threshold": {"delta": 0.001 * s, "call": LAYER2_CALL[s] if layer == 2 else "matches"}
+                    }
+                },
+            }
+            for layer in (1, 2)
+        }
+        (folder / "report" / "results.json").write_text(json.dumps(doc))
+        runs.append(folder)
+    agg = aggregate(runs)
+    assert _figure(agg, "by_layer.2.range_pts").values == [4.0, 5.0, 6.0]
+    assert _figure(agg, "by_layer.1.per_class.vs_threshold").values == pytest.approx([0.0, 0.001, 0.002])
+    texts = [c.text for c in agg.conclusions]
+    assert "holds in every seed: layer 1: per_class matches threshold" in texts
+    assert "differs across seeds: layer 2: per_class vs threshold: matches (seeds 0, 1), beats (seed 2)" in texts

@@ -48,7 +48,8 @@ def _aggregate(run_dirs: list[str], out: str | None) -> None:
     """`headsteer aggregate`: write aggregate.{json,md,html}, then print where they are and the conclusions."""
     from pathlib import Path
 
-    from headsteer.analysis.aggregate import aggregate, default_out, write_aggregate
+    from headsteer.analysis.aggregate import aggregate, default_out
+    from headsteer.analysis.aggregate_files import write_aggregate
 
     agg = aggregate([Path(d) for d in run_dirs])
     folder = Path(out) if out else default_out(run_dirs)

@@ -1,18 +1,18 @@
 """Seeds (`headsteer aggregate RUN_DIR ...`): runs of one config that differ only in `seed=`, combined into
 each headline figure's mean ± sample sd (n − 1) and the conclusions (verdicts against the baselines, signs of
-steering changes) checked in every seed. A key a results.json lacks shows "—" for that seed."""
+steering changes, the layer study's verdicts) checked in every seed. A key a results.json lacks shows "—"
+for that seed. The files it writes: `aggregate_files`."""
 
 from __future__ import annotations
 
-import html
 import os
 import statistics
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from headsteer.config_loader import config_diff
 from headsteer.errors import HeadsteerError
-from headsteer.io import read_json, write_json, write_text
+from headsteer.io import read_json
 from headsteer.steer.alphas import nearest_index
 
 # (dotted path in results.json, label, kind); the kind picks the formatting (KINDS)
@@ -162,11 +162,40 @@ def _steering(results: dict) -> list[Figure]:
 def _readings(results: dict) -> dict[str, Figure]:
     """Every headline figure one results.json has, by key."""
     out = [_one(key, label, kind, _get(results, key)) for key, label, kind in HEADLINE] + _steering(results)
+    out += _layer_readings(results)
     for strategy, by_baseline in (results.get("verdict") or {}).items():
         for base, name in BASELINES.items():
             label = f"{strategy} vs {name}: accuracy change at equal usage"
             out.append(_one(f"verdict.{strategy}.{base}.delta", label, "acc_delta", _get(by_baseline, f"{base}.delta")))
     return {f.key: f for f in out if f.mean is not None}
+
+
+def _layer_readings(results: dict) -> list[Figure]:
+    """Per layer of the layer study (`by_layer`): its heads' worth, and each strategy against the threshold."""
+    out = []
+    for layer, rec in (results.get("by_layer") or {}).items():
+        label = f"layer {layer}: heads worth (all kept − all dropped)"
+        out.append(_one(f"by_layer.{layer}.range_pts", label, "pts", _get(rec, "sensitivity.range_pts")))
+        for strategy, v in (rec.get("verdicts") or {}).items():
+            label = f"layer {layer}: {strategy} vs threshold: accuracy change at equal usage"
+            out.append(
+                _one(f"by_layer.{layer}.{strategy}.vs_threshold", label, "acc_delta", _get(v, "vs_threshold.delta"))
+            )
+    return out
+
+
+def _layer_conclusions(results: list[dict], seeds: list[int]) -> list[Conclusion]:
+    """Each layer's verdict against the threshold, per strategy, checked across seeds."""
+    out = []
+    studies = [r.get("by_layer") or {} for r in results]
+    for layer in dict.fromkeys(layer for s in studies for layer in s):
+        verdicts = [(s.get(layer) or {}).get("verdicts") or {} for s in studies]
+        for strategy in dict.fromkeys(k for v in verdicts for k in v):
+            calls = [((v.get(strategy) or {}).get("vs_threshold") or {}).get("call") for v in verdicts]
+            words = VERBS | {c: c for c in calls if c and c not in VERBS}
+            who = f"layer {layer}: {strategy}"
+            out.append(_conclude(f"{who} vs threshold", f"{who} {{}} threshold", calls, seeds, words))
+    return out
 
 
 def _figures(readings: list[dict[str, Figure]]) -> list[Figure]:
@@ -220,7 +249,7 @@ def _conclusions(results: list[dict], figures: list[Figure], seeds: list[int]) -
             where = f"under {who}, {alpha}"
             signs = [_sign(r, fig.key, v) for r, v in zip(results, fig.values, strict=True)]
             out.append(_conclude(f"{what} {where}", f"{what} {{}} {where}", signs, seeds, SIGNS))
-    return out
+    return out + _layer_conclusions(results, seeds)
 
 
 def aggregate(run_dirs: list[Path]) -> Aggregate:
@@ -233,68 +262,3 @@ def aggregate(run_dirs: list[Path]) -> Aggregate:
     conclusions = _conclusions(results, figures, [r.seed for r in runs])
     config = _shared(_meta(Path(runs[0].path)))
     return Aggregate(runs=runs, config=config, figures=figures, conclusions=conclusions)
-
-
-def _num(value: float | None, kind: str, sign: str | None = None) -> str:
-    scale, decimals, kind_sign, _ = KINDS[kind]
-    return "—" if value is None else f"{value * scale:{kind_sign if sign is None else sign}.{decimals}f}"
-
-
-def _rows(agg: Aggregate) -> list[list[str]]:
-    """The table: figure | value in each seed | mean ± sd."""
-    rows = [["figure", "seeds " + ", ".join(str(r.seed) for r in agg.runs), "mean ± sd"]]
-    for fig in agg.figures:
-        suffix = KINDS[fig.kind][3]
-        spread = f" ± {_num(fig.sd, fig.kind, sign='')}" if fig.sd is not None else ""
-        values = ", ".join(_num(v, fig.kind) for v in fig.values)
-        rows.append([fig.label, values + suffix, f"{_num(fig.mean, fig.kind)}{spread}{suffix}"])
-    return rows
-
-
-def _header(agg: Aggregate) -> list[str]:
-    """Title and the line explaining the table."""
-    dataset = (agg.config.get("data") or {}).get("name", "")
-    seeds = ", ".join(str(r.seed) for r in agg.runs)
-    return [
-        f"headsteer aggregate — {dataset}, {len(agg.runs)} seeds ({seeds})",
-        "Runs of one config that differ only in `seed`. Each figure: its value in each seed, then mean ± sample sd "
-        "(n − 1). Accuracies in %, their changes in points (pts); usage is the fraction of heads kept.",
-    ]
-
-
-def _markdown(agg: Aggregate) -> str:
-    title, intro = _header(agg)
-    head, *rows = _rows(agg)
-    table = "\n".join(f"| {' | '.join(row)} |" for row in rows)
-    found = "".join(f"- {c.text}\n" for c in agg.conclusions)
-    runs = "".join(f"- seed {r.seed}: `{r.path}` (git {r.git_sha[:12]})\n" for r in agg.runs)
-    head_md = f"| {' | '.join(head)} |\n|---|---|---|"
-    return f"# {title}\n\n{intro}\n\n{head_md}\n{table}\n\n## Conclusions\n\n{found}\n## Runs\n\n{runs}"
-
-
-CSS = (Path(__file__).parent / "report.css").read_text(encoding="utf-8") + ".holds{color:#1f6f3a}.differs{color:#a33}"
-
-
-def _html(agg: Aggregate) -> str:
-    h, (title, intro) = html.escape, _header(agg)
-    head, *rows = _rows(agg)
-    table = "<tr>" + "".join(f"<th>{h(c)}</th>" for c in head) + "</tr>"
-    table += "".join("<tr>" + "".join(f"<td>{h(c)}</td>" for c in row) + "</tr>" for row in rows)
-    found = "".join(f'<li class="{"holds" if c.holds else "differs"}">{h(c.text)}</li>' for c in agg.conclusions)
-    runs = "".join(f"<li>seed {r.seed}: <code>{h(r.path)}</code> (git {h(r.git_sha[:12])})</li>" for r in agg.runs)
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{h(title)}</title>
-<style>{CSS}</style></head><body>
-<h1>{h(title)}</h1><p class="sub">{h(intro)}</p><table>{table}</table>
-<h2>Conclusions</h2><ul class="find">{found or "<li>none: no verdicts or steering curves</li>"}</ul>
-<h2>Runs</h2><ul>{runs}</ul>
-</body></html>
-"""
-
-
-def write_aggregate(agg: Aggregate, out_dir: str | Path) -> Path:
-    """aggregate.json (the `Aggregate`), aggregate.md, a self-contained aggregate.html; returns the HTML's path."""
-    out = Path(out_dir)
-    write_json(out / "aggregate.json", asdict(agg))
-    write_text(out / "aggregate.md", _markdown(agg))
-    write_text(out / "aggregate.html", _html(agg))
-    return out / "aggregate.html"
