@@ -242,6 +242,10 @@ class SteerConfig:
     study_images: Optional[int] = None
     """Test images (fixed seeded subset) for the layer study; None = all. The study's CIs come from the
     same subset, so they show what it costs."""
+    effect_images: Optional[int] = 2000
+    """Test images (fixed seeded subset) on which each alive latent's head effect is measured: the change
+    in each head's keep rate of the headline layer when that latent alone is amplified by alpha_max
+    (the report's latent browser); None = all."""
     sensitivity_images: Optional[int] = 2000
     """Test images (seeded subset) for the head sensitivity of the layers other than the steered one;
     None = all. The steered layer always uses every test image."""
@@ -250,6 +254,8 @@ class SteerConfig:
         for name in ("random_draws", "bootstrap", "threshold_levels"):
             if getattr(self, name) < (2 if name == "threshold_levels" else 1):
                 raise HeadsteerError(f"steer.{name}={getattr(self, name)} is too small; use the default or more")
+        if self.effect_images is not None and self.effect_images < 1:
+            raise HeadsteerError(f"steer.effect_images={self.effect_images} must be >= 1 (or null for all)")
         if self.study_images is not None and self.study_images < 2:
             raise HeadsteerError(f"steer.study_images={self.study_images} must be >= 2 (or null for all)")
         if not self.study_alphas:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from pathlib import Path
 
 from headsteer.analysis.results import paper_table, study_rows
@@ -27,6 +28,31 @@ def _img(path: Path) -> str:
 
 
 CSS = (Path(__file__).parent / "report.css").read_text(encoding="utf-8")
+JS = (Path(__file__).parent / "explorer.js").read_text(encoding="utf-8")
+
+
+def explorer_html(doc: dict | None) -> str:
+    """The interactive explorer (steering and latents): markup, the data as JSON, the inline script."""
+    if not doc:
+        return ""
+    data = json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")  # no "</script>" inside the JSON
+    return f"""<h2 id="explore">Explore steering</h2><div class="explorer">
+<div class="controls"><label>mode <select id="hs-mode"></select></label>
+<label>strategy <select id="hs-strategy"></select></label><label>class from <select id="hs-source"></select></label>
+<label>class <select id="hs-class"></select></label>
+<label><input type="range" id="hs-alpha" min="0" max="0" step="1" value="0"> <b id="hs-alpha-value"></b></label></div>
+<div class="readout"><div>accuracy<div class="big" id="hs-acc"></div><div class="sub" id="hs-acc-ci"></div></div>
+<div>head usage, steered layer<div class="big" id="hs-usage"></div><div class="sub" id="hs-usage-ci"></div></div></div>
+<h4>keep rate of each head of the steered layer</h4><div id="hs-heads"></div><div id="hs-frontier"></div></div>
+<h2 id="latents">Latent browser</h2><div class="explorer"><div class="controls">
+<label>sort by <select id="lb-sort"><option value="freq">frequency</option><option value="mean">mean activation</option>
+<option value="lift">class specificity (lift)</option>
+<option value="effect">head effect (sum of |change|)</option></select></label>
+<label>most specific to <select id="lb-class"></select></label>
+<button id="lb-prev">◀</button><span id="lb-page"></span><button id="lb-next">▶</button></div>
+<table><thead><tr><th>latent</th><th>frequency (train)</th><th>mean activation</th><th>lift (class)</th>
+<th>head effect</th></tr></thead><tbody id="lb-rows"></tbody></table><div id="lb-detail"></div></div>
+<script type="application/json" id="hs-data">{data}</script><script>{JS}</script>"""
 
 
 def sensitivity_table(results: dict) -> str:
@@ -95,6 +121,7 @@ def write_html(
     figures: list[tuple[str, Path, str]],
     cards: list[Path],
     meta: dict,
+    explorer: dict | None = None,
 ) -> None:
     r = results
     h = html.escape
@@ -133,6 +160,7 @@ only when the whole CI of its accuracy gain at equal usage is above 0.</p>
 <ul class="find">{"".join(f"<li>{h(x)}</li>" for x in verdict)}</ul>
 {sensitivity_table(r)}
 {study_html}
+{explorer_html(explorer)}
 <h2>What else came out</h2><ul class="find">{"".join(f"<li>{h(x)}</li>" for x in lines)}</ul>
 <h2>Our numbers beside the paper's</h2>
 <table><tr><th></th><th>paper (arXiv 2603.26743)</th><th>this run</th></tr>{table}</table>

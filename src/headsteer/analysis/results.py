@@ -66,7 +66,9 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
         "class_overlap": {"iou": steer["class_overlap"]["iou"]},
     }
     if len(steer.get("layer_study", {})) > 1:  # one steered layer: the one-layer schema alone
-        results["by_layer"] = steer["layer_study"]
+        results["by_layer"] = {  # timings stay in steer/metrics.json: results.json repeats bitwise
+            layer: {k: v for k, v in rec.items() if k != "seconds"} for layer, rec in steer["layer_study"].items()
+        }
     return results
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from headsteer.activations import load_split
+from headsteer.analysis import explorer
 from headsteer.analysis import figures as fig
 from headsteer.analysis import trust_figures as tfig
 from headsteer.analysis.report import write_html, write_markdown
@@ -19,17 +20,37 @@ from headsteer.io import git_sha, read_json, read_tensors, write_json
 from headsteer.sae.topk import TopKSAE
 
 
-def latent_cards(cfg: RunConfig, steer: dict, folder: Path, per_class: int = 2, n_images: int = 8) -> list[Path]:
+def test_codes(cfg: RunConfig, layer: int) -> torch.Tensor:
+    """(N, n) SAE codes of the test CLS at `layer`."""
+    sae = TopKSAE.of_run(cfg.out, layer).eval()
+    test = load_split(cfg.out, "test", layer)
+    with torch.inference_mode():
+        return torch.cat([sae.encode(x) for x in test.cls.split(4096)])
+
+
+def explorer_data(cfg: RunConfig, results: dict, z: torch.Tensor, ds) -> dict:
+    """The interactive explorer's data (analysis.explorer): steering points, alive latents, thumbnails."""
+    steer_dir = Path(cfg.out) / "steer"
+    lat = read_tensors(steer_dir / "latents.safetensors")
+    labels = ds.test.labels
+    doc, used = explorer.latents(lat, z, ds.classes)
+    sweep, axes = read_tensors(steer_dir / "sweep.safetensors"), read_json(steer_dir / "sweep.json")
+    return {
+        "steering": explorer.steering(results, sweep, axes, torch.bincount(labels, minlength=len(ds.classes))),
+        "latents": doc,
+        "sprite": explorer.sprite(ds.test.images[used]),
+        "effect_alpha": read_json(steer_dir / "metrics.json")["head_effect"]["alpha"],
+    }
+
+
+def latent_cards(
+    cfg: RunConfig, steer: dict, folder: Path, z: torch.Tensor, ds, per_class: int = 2, n_images: int = 8
+) -> list[Path]:
     """Cards for the most class-specific latents (by lift) in the per-class sets of the top classes."""
     top = steer["top_classes"][:3]
     if not top:
         return []
     lat = read_tensors(Path(cfg.out) / "steer" / "latents.safetensors")
-    sae = TopKSAE.of_run(cfg.out, steer["layer"]).eval()
-    test = load_split(cfg.out, "test")
-    with torch.inference_mode():
-        z = torch.cat([sae.encode(x) for x in test.cls.split(4096)])  # (N, n)
-    ds = load_dataset(cfg.data)
     freq_c, freq = lat["freq_per_class"], lat["freq_overall"]
     lift = freq_c / freq.clamp(min=1e-12)
     chosen: list[int] = []
@@ -170,11 +191,14 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     results = build_results(prune, sae, steer)
     lines, opening = findings(results), verdict(results)
     figures = make_figures(prune, steer, results, folder)
-    cards = latent_cards(cfg, steer, folder)
+    z, ds = test_codes(cfg, steer["layer"]), load_dataset(cfg.data)
+    cards = latent_cards(cfg, steer, folder, z, ds)
     command = read_json(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
     meta = {"git_sha": git_sha(), "created": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     write_json(folder / "results.json", results)
     write_markdown(folder / "results.md", results, steer, opening + lines, command)
-    write_html(folder / "report.html", results, steer, lines, opening, figures, cards, meta)
+    write_html(
+        folder / "report.html", results, steer, lines, opening, figures, cards, meta, explorer_data(cfg, results, z, ds)
+    )
     print(f"[report] {folder / 'report.html'}")
     return results

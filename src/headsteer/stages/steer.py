@@ -16,7 +16,7 @@ import torch
 from headsteer.activations import Activations, extracted_layers, load_split
 from headsteer.config import RunConfig
 from headsteer.data import iterate
-from headsteer.io import write_json, write_tensors
+from headsteer.io import read_tensors, write_json, write_tensors
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.model.macs import macs_per_head
 from headsteer.runtime import resolve_device
@@ -25,6 +25,7 @@ from headsteer.steer import study
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.baselines import MeanShift, mean_shift_curve, threshold_curve
 from headsteer.steer.heldout import top_classes_heldout
+from headsteer.steer.latent_effects import head_effects
 from headsteer.steer.sensitivity import layer_sensitivity
 from headsteer.steer.stats import IndexSets, index_sets, latent_frequencies
 from headsteer.steer.summary import curves, per_class_cis, random_band, set_overlaps, unsteered
@@ -147,6 +148,20 @@ def write_sweep(folder: Path, res: SweepResult, classes: list[str]) -> None:
     write_json(folder / "sweep.json", axes)
 
 
+def latent_head_effects(
+    cfg: RunConfig, pm: PrunedModel, sae: TopKSAE, layer: int, test: Activations, folder: Path
+) -> dict:
+    """Head effect of every latent that fires on TRAIN, on a seeded test subset, added to latents.safetensors."""
+    sc = cfg.steer
+    lat = read_tensors(folder / "latents.safetensors")
+    alive = (lat["freq_overall"] > 0).nonzero().squeeze(1)
+    rows = study.study_rows(len(test), sc.effect_images, cfg.seed + 1)
+    x = test.take(rows).cls.to(sae.W_dec.device)
+    effect = head_effects(pm.model, sae, layer, x, alive, sc.alpha_max, sc.mode, sc.batch_size)
+    write_tensors(folder / "latents.safetensors", {**lat, "head_effect": effect, "head_effect_latents": alive})
+    return {"alpha": sc.alpha_max, "mode": sc.mode, "images": x.shape[0], "latents": int(alive.numel())}
+
+
 def headline_entry(metrics: dict, images: int) -> dict:
     """The headline layer's record in the layer study, from its full analysis (true labels)."""
     layer, sens = metrics["layer"], metrics["sensitivity"]
@@ -218,6 +233,9 @@ def run(cfg: RunConfig, folder: Path) -> dict:
         "tail_evaluations": cache.computed,
     }
     del cache, scorer, res  # the headline's tokens and per-image tables; the study builds its own
+    t0 = time.time()
+    metrics["head_effect"] = latent_head_effects(cfg, pm, sae, layer, test, folder)
+    metrics["timing"]["head_effect_seconds"] = round(time.time() - t0, 2)
     study_records = layer_study(cfg, pm, [i for i in layers if i != layer], folder)
     metrics["layer_study"] = {
         str(i): rec for i, rec in sorted({layer: headline_entry(metrics, len(test)), **study_records}.items())
