@@ -22,6 +22,7 @@ from headsteer.stages import run_stage
 from headsteer.steer.stats import index_sets, latent_frequencies
 from headsteer.steer.steering import steer
 from headsteer.steer.study import study_layer, study_rows
+from headsteer.steer.tails import GeneralTail, make_tail
 
 FAST_STEER = ["steer.alpha_step=0.5", "steer.modes=[pre_topk]", "steer.bootstrap=100", "steer.random_draws=3"]
 
@@ -138,6 +139,7 @@ def test_study_points_equal_full_forwards_at_a_middle_layer():
     sets = index_sets(latent_frequencies(sae.encode(tokens[:, 0]) > 0, labels, 10), size=8, seed=0, random_draws=2)
     sc = SteerConfig(study_alphas=[-1.0, 1.5], strategies=["per_class", "global"], bootstrap=50, random_draws=2)
     rec = study_layer(model, layer, sae, sets, test, tokens, sc, seed=0)
+    assert isinstance(make_tail(model, layer, [tokens]), GeneralTail)
     assert rec["alphas"] == [-1.0, 0.0, 1.5]
     for strategy in ("per_class", "global"):
         for ai, alpha in enumerate(rec["alphas"]):
@@ -147,7 +149,12 @@ def test_study_points_equal_full_forwards_at_a_middle_layer():
             assert c["accuracy"][ai] == pytest.approx((full.logits.argmax(1) == labels).float().mean().item())
             assert c["head_usage"][ai] == pytest.approx(full.masks[:, layer].mean().item())
             assert c["head_usage_overall"][ai] == pytest.approx(full.masks.mean().item())
-            with torch.no_grad():
-                tail = model.forward_from(tokens, layer, force={layer: full.masks[:, layer]})
-            assert (tail.logits - full.logits).abs().max().item() < 1e-4
-            assert torch.equal(tail.masks[:, layer:].bool(), full.masks[:, layer:].bool())
+            # the sweep's tail (block 1 from its cached per-head attention outputs, then blocks 2-3)
+            logits, after = make_tail(model, layer, [tokens[:20], tokens[20:]]).run_masked(
+                full.masks[:, layer], slice(None)
+            )
+            assert (logits - full.logits).abs().max().item() < 1e-4
+            assert torch.equal(after, full.masks[:, layer + 1 :].sum(dim=(1, 2)).long())
+            with torch.no_grad():  # every later layer's masks, from the same re-run with the mask forced
+                rerun = model.forward_from(tokens, layer, force={layer: full.masks[:, layer]})
+            assert torch.equal(rerun.masks[:, layer:].bool(), full.masks[:, layer:].bool())

@@ -109,6 +109,11 @@ def extracted_layers(run_dir: str | Path) -> tuple[int, list[int]]:
     if not path.is_file():
         raise HeadsteerError(f"{path} not found; run `headsteer extract` first")
     meta = read_json(path)
+    if "layers" not in meta:
+        raise HeadsteerError(
+            f"{path} comes from an older headsteer (one layer, no layer_<l>/ folders); "
+            "re-run `headsteer extract --force` there"
+        )
     return meta["layer"], meta["layers"]
 
 

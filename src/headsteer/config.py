@@ -15,10 +15,13 @@ from headsteer.errors import HeadsteerError
 
 @dataclass
 class DataConfig:
-    name: Literal["fashion_mnist", "cifar100"] = "fashion_mnist"
-    """Dataset: 'fashion_mnist' (embedded default, Debian package) or 'cifar100' (the paper's)."""
+    name: Literal["fashion_mnist", "cifar100", "imagefolder"] = "fashion_mnist"
+    """Dataset: 'fashion_mnist' (embedded default, Debian package), 'cifar100' (the paper's) or
+    'imagefolder' (your own images: root/train/<class>/*, root/test/<class>/* or root/val/<class>/*)."""
     root: Optional[str] = None
-    """Folder holding the data files; None = the dataset's default location."""
+    """Folder holding the data files; None = the dataset's default location (imagefolder: required)."""
+    image_size: Optional[int] = None
+    """imagefolder: resize (shorter side) + centre-crop every image to N x N; None = their own (equal) size."""
     download: bool = False
     """CIFAR-100 only: let torchvision download into `root` when the files are missing."""
     train_limit: Optional[int] = None
@@ -29,6 +32,8 @@ class DataConfig:
     """Random crop (padding) + horizontal flip on training batches."""
 
     def __post_init__(self) -> None:
+        if self.image_size is not None and self.image_size < 1:
+            raise HeadsteerError(f"data.image_size={self.image_size} must be >= 1 (or null for the images' own size)")
         for name in ("train_limit", "test_limit"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -146,12 +151,10 @@ class PruneConfig:
 @dataclass
 class ExtractConfig:
     layer: int = -1
-    """Headline layer: the block whose residual INPUT's CLS token gets the full steering analysis
-    (negative = from the end; paper: the last)."""
+    """Headline layer: block whose residual-input CLS gets the full steering analysis (negative = from end)."""
     layers: Union[list[int], Literal["all"], None] = None
-    """Layers of the layer study, extracted in the same pass, each with its own SAE and a reduced sweep:
-    a list of blocks, or 'all' for every pruned block after block 0 (whose CLS input is the same for
-    every image). None = the headline layer alone. The headline layer is always included."""
+    """Layers of the layer study (same extraction pass, own SAE, reduced sweep): a list, or 'all' = every
+    pruned block after block 0 (its CLS input is image-independent); None = the headline layer alone."""
     batch_size: int = 1000
     """Images per forward pass."""
     chunk_size: int = 10000
@@ -237,15 +240,12 @@ class SteerConfig:
     """Points of the threshold baseline (a constant shift of the steered layer's decision logits),
     spread evenly over head usage 0..1."""
     study_alphas: list[float] = field(default_factory=lambda: [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5])
-    """Reduced alpha grid of the layer study (the layers of extract.layers other than the headline one),
-    swept in `mode` with true labels for every strategy; 0 is always added."""
+    """Alpha grid of the layer study's non-headline layers (`mode`, true labels, every strategy; 0 added)."""
     study_images: Optional[int] = None
-    """Test images (fixed seeded subset) for the layer study; None = all. The study's CIs come from the
-    same subset, so they show what it costs."""
+    """Test images (fixed seeded subset) for the layer study; None = all (the CIs show what a subset costs)."""
     effect_images: Optional[int] = 2000
-    """Test images (fixed seeded subset) on which each alive latent's head effect is measured: the change
-    in each head's keep rate of the headline layer when that latent alone is amplified by alpha_max
-    (the report's latent browser); None = all."""
+    """Test images (seeded subset) for each latent's head effect (keep-rate change of the headline layer's
+    heads when that latent alone is amplified by alpha_max; the latent browser); None = all."""
     sensitivity_images: Optional[int] = 2000
     """Test images (seeded subset) for the head sensitivity of the layers other than the steered one;
     None = all. The steered layer always uses every test image."""

@@ -1,4 +1,5 @@
-"""Datasets with class names: Fashion-MNIST (embedded default) and CIFAR-100 (the paper's)."""
+"""Datasets with class names: Fashion-MNIST (embedded default), CIFAR-100 (the paper's) and your own
+images in class folders (imagefolder)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
         from headsteer.data.fashion_mnist import load_fashion_mnist
 
         ds = load_fashion_mnist(cfg.root)
+    elif cfg.name == "imagefolder":
+        from headsteer.data.imagefolder import load_imagefolder
+
+        ds = load_imagefolder(cfg.root, cfg.image_size)
     else:
         from headsteer.data.cifar100 import load_cifar100
 

@@ -30,9 +30,10 @@ class FinalBlockTail:
         self.model = model
         self.layer = model.depth - 1
         blk = model.vit.blocks[self.layer]
-        outs, cls = [], []
+        outs, cls, dev = [], [], next(model.parameters()).device
         with torch.inference_mode():
-            for x in token_batches:  # (B, N, d) entering the last block
+            for x in token_batches:  # (B, N, d) entering the last block, on any device
+                x = x.to(dev)
                 outs.append(blk.attn.head_outputs(blk.norm1(x), query_rows=slice(0, 1)))  # (B, H, 1, D)
                 cls.append(x[:, :1])
         self.head_out = torch.cat(outs)  # (N, H, 1, D)
@@ -64,9 +65,10 @@ class GeneralTail:
     def __init__(self, model: AdaViT, layer: int, token_batches: Iterable[torch.Tensor]):
         self.model, self.layer = model, layer
         blk = model.vit.blocks[layer]
-        tokens, outs = [], []
+        tokens, outs, dev = [], [], next(model.parameters()).device
         with torch.inference_mode():
-            for x in token_batches:  # (B, T, d) entering block l
+            for x in token_batches:  # (B, T, d) entering block l, on any device: kept on the model's
+                x = x.to(dev)
                 tokens.append(x)
                 outs.append(blk.attn.head_outputs(blk.norm1(x)))  # (B, H, T, D)
         self.tokens = torch.cat(tokens)  # (N, T, d)

@@ -1,0 +1,100 @@
+"""`data.name: imagefolder`: class folders of images in the formats PIL reads, written by the test."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import ROOT, one_line_error
+from headsteer.config import DataConfig
+from headsteer.data import load_dataset
+
+CLASSES = ["cat", "dog", "zebra"]
+
+
+def write_folder(root: Path, n_train: int = 12, n_test: int = 6, size: int = 28, seed: int = 0) -> dict:
+    """train/<class>/*.png and test/<class>/*.png, class c with a bright row band at 4c; returns the arrays."""
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                a = rng.integers(0, 60, size=(size, size), dtype=np.uint8)
+                a[4 * c : 4 * c + 4, 2:-2] = 230
+                Image.fromarray(a).save(root / split / name / f"{i:03d}.png")
+                arrays[(split, name, i)] = a
+    return arrays
+
+
+def test_loads_classes_labels_and_pixels(tmp_path):
+    arrays = write_folder(tmp_path)
+    ds = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+    assert ds.classes == CLASSES and ds.in_chans == 1 and ds.train.images.shape == (36, 1, 28, 28)
+    assert ds.train.labels.tolist() == [0] * 12 + [1] * 12 + [2] * 12  # sorted by class, then file name
+    assert np.array_equal(ds.train.images[12 + 5, 0].numpy(), arrays[("train", "dog", 5)])  # PNG is lossless
+    assert np.array_equal(ds.test.images[2 * 6 + 1, 0].numpy(), arrays[("test", "zebra", 1)])
+    x = ds.train.images.float() / 255
+    assert ds.mean[0] == pytest.approx(x.mean().item(), abs=1e-6)
+
+
+def test_val_folder_rgb_jpeg_webp_and_image_size(tmp_path):
+    write_folder(tmp_path)
+    (tmp_path / "test").rename(tmp_path / "val")
+    rgb = np.zeros((40, 30, 3), dtype=np.uint8)
+    rgb[..., 0] = 200
+    Image.fromarray(rgb).save(tmp_path / "train" / "cat" / "extra.jpg", quality=95)
+    Image.fromarray(rgb).save(tmp_path / "train" / "dog" / "extra.webp", lossless=True)
+    with pytest.raises(Exception, match=r"different sizes \(28x28, 30x40.*data.image_size=N"):
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+    ds = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), image_size=24))
+    assert ds.in_chans == 3 and ds.train.images.shape == (38, 3, 24, 24) and ds.test.images.shape == (18, 3, 24, 24)
+    webp = ds.train.images[13 + 12]  # cat: 12 png + extra.jpg; dog's files sorted: 000.png ... 011.png, extra.webp
+    assert webp[0].float().mean() == pytest.approx(200, abs=1) and webp[1:].max() == 0
+
+
+def _cli(tmp_path, capsys, root):
+    argv = ["prune", str(ROOT / "configs/smoke.yaml"), "data.name=imagefolder", f"data.root={root}"]
+    return one_line_error(capsys, argv + [f"out={tmp_path / 'run' / root.name}"])
+
+
+def test_bad_folders_give_one_line_errors(tmp_path, capsys):
+    root = tmp_path / "data"
+    write_folder(root, n_train=2, n_test=1)
+    (root / "train" / "cat" / "001.png").write_bytes(b"not a png")
+    line = _cli(tmp_path, capsys, root)
+    assert "cannot read image" in line and "001.png" in line
+    (root / "train" / "cat" / "001.png").unlink()
+    (root / "test" / "zebra" / "000.png").unlink()  # an empty class folder
+    line = _cli(tmp_path, capsys, root)
+    assert "zebra" in line and "at least one image" in line
+    (root / "test" / "zebra").rmdir()
+    line = _cli(tmp_path, capsys, root)
+    assert "only in train: ['zebra']; only in test: none" in line
+    assert "needs data.root=DIR" in one_line_error(
+        capsys, ["prune", str(ROOT / "configs/smoke.yaml"), "data.name=imagefolder", f"out={tmp_path / 'r2'}"]
+    )
+    solo = tmp_path / "solo"
+    write_folder(solo, n_train=1, n_test=1)
+    shutil.rmtree(solo / "test")
+    assert "has no test/ or val/ folder" in _cli(tmp_path, capsys, solo)
+
+
+def test_whole_pipeline_on_a_folder_of_pngs(tmp_path):
+    from headsteer.cli import main
+
+    write_folder(tmp_path / "data", n_train=40, n_test=12)
+    argv = [
+        "run",
+        str(ROOT / "configs/smoke.yaml"),
+        "data.name=imagefolder",
+        f"data.root={tmp_path / 'data'}",
+        f"out={tmp_path / 'run'}",
+        "steer.bootstrap=50",
+    ]
+    assert main(argv) == 0
+    assert (tmp_path / "run" / "report" / "report.html").is_file()
