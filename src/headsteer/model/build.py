@@ -6,6 +6,7 @@ from pathlib import Path
 
 import timm
 import torch
+from timm.models.vision_transformer import VisionTransformer
 
 from headsteer.config import ModelConfig
 from headsteer.errors import HeadsteerError
@@ -38,6 +39,13 @@ def _file_head_classes(path: Path) -> int | None:
     return None
 
 
+UNSUPPORTED = (
+    "model.arch='{arch}' is not a timm VisionTransformer with standard blocks and a CLS token ({kind}); "
+    "choose e.g. vit_small_patch16_224, deit_small_patch16_224, deit3_small_patch16_224, "
+    "vit_small_patch14_reg4_dinov2 or vit_base_patch16_clip_224"
+)
+
+
 def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
     """timm ViT with gated attention (weights loaded strictly by timm) + decision networks."""
     if cfg.arch not in timm.list_models():
@@ -65,6 +73,8 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
             kwargs["pretrained_cfg_overlay"] = overlay
     try:
         vit = timm.create_model(cfg.arch, **kwargs)
+    except TypeError:  # a model class without timm's ViT arguments (attn_layer, ...): Swin, EVA, CNNs
+        raise HeadsteerError(UNSUPPORTED.format(arch=cfg.arch, kind="its timm class takes no attn_layer")) from None
     except (RuntimeError, ValueError, KeyError) as exc:
         if cfg.pretrained_file is not None:
             raise HeadsteerError(
@@ -80,6 +90,8 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
         ) from None
     if cfg.num_heads is not None and vit.embed_dim % cfg.num_heads:
         raise HeadsteerError(f"model.embed_dim={vit.embed_dim} is not divisible by model.num_heads={cfg.num_heads}")
+    if not isinstance(vit, VisionTransformer) or vit.cls_token is None:
+        raise HeadsteerError(UNSUPPORTED.format(arch=cfg.arch, kind=f"{type(vit).__name__}, no CLS token"))
     layers = cfg.pruned_layers if cfg.pruned_layers is not None else list(range(len(vit.blocks)))
     model = AdaViT(vit, layers, cfg.decision_hidden, cfg.decision_norm, cfg.decision_init_bias, cfg.tau)
     model.skip_pruned_heads = cfg.skip_pruned_heads
