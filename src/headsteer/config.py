@@ -15,13 +15,17 @@ from headsteer.errors import HeadsteerError
 
 @dataclass
 class DataConfig:
-    name: Literal["fashion_mnist", "cifar100", "imagefolder"] = "fashion_mnist"
-    """Dataset: 'fashion_mnist' (embedded default, Debian package), 'cifar100' (the paper's) or
-    'imagefolder' (your own images: root/train/<class>/*, root/test/<class>/* or root/val/<class>/*)."""
+    name: Literal["fashion_mnist", "cifar100", "imagefolder", "hf"] = "fashion_mnist"
+    """'fashion_mnist' (default, Debian package), 'cifar100' (the paper's), 'imagefolder' (root/train/<class>/*,
+    root/test|val/<class>/*) or 'hf' (a Hugging Face DatasetDict saved with save_to_disk at root)."""
     root: Optional[str] = None
     """Folder holding the data files; None = the dataset's default location (imagefolder: required)."""
+    image_column: str = "image"
+    """hf: the column holding the images (PIL images or anything PIL reads)."""
+    label_column: str = "label"
+    """hf: the column holding the class labels (a ClassLabel feature gives the class names)."""
     image_size: Optional[int] = None
-    """imagefolder: resize (shorter side) + centre-crop every image to N x N; None = their own (equal) size."""
+    """imagefolder, hf: resize (shorter side) + centre-crop every image to N x N; None = their own (equal) size."""
     download: bool = False
     """CIFAR-100 only: let torchvision download into `root` when the files are missing."""
     train_limit: Optional[int] = None
@@ -73,9 +77,7 @@ class ModelConfig:
     tau: float = 5.0
     """Gumbel-Sigmoid temperature (AdaViT: 5); only scales the straight-through gradient."""
     skip_pruned_heads: bool = False
-    """Inference (eval mode) does no qkv / attention / proj work for dropped heads, running samples
-    grouped by head pattern. Pays off for ViT-S-sized models (see README "Performance"); on tiny
-    models (the demo's 17 tokens) the per-group calls cost more than they save."""
+    """Eval: no qkv/attention/proj work for dropped heads (samples grouped by head pattern); pays off from ViT-S up."""
 
     def __post_init__(self) -> None:
         if self.tau <= 0:
@@ -118,8 +120,7 @@ class PruneConfig:
     usage_loss: Literal["per_layer", "global"] = "per_layer"
     """'per_layer': every pruned layer is pulled to gamma; 'global': only the mean over layers is."""
     usage_on: Literal["deterministic", "noisy"] = "deterministic"
-    """Mask the usage term sees: the noise-free decision sigmoid(a)>0.5 that eval uses (closes the
-    train/eval usage gap) or the Gumbel-noisy training mask (AdaViT)."""
+    """Usage term on the noise-free eval decision sigmoid(a)>0.5 (no train/eval gap) or the noisy mask (AdaViT)."""
     noise_initial: float = 1.0
     """Gumbel noise scale at the start of joint training (1 = AdaViT; 0 = deterministic masks)."""
     noise_final: float = 0.0
@@ -231,8 +232,7 @@ class SteerConfig:
     batch_size: int = 4096
     """Samples per steering step."""
     random_draws: int = 10
-    """Independent draws R of the random set. The `random` curve is their mean (per image), shown with
-    the 2.5-97.5 % band over draws."""
+    """Independent draws R of the random set: the `random` curve is their per-image mean, with a 2.5-97.5 % band."""
     bootstrap: int = 1000
     """Paired bootstrap resamples of the test images behind every CI (seeded by `seed`); the same
     resamples serve every point, so differences between points are paired."""

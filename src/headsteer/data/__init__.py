@@ -16,6 +16,10 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
         from headsteer.data.fashion_mnist import load_fashion_mnist
 
         ds = load_fashion_mnist(cfg.root)
+    elif cfg.name == "hf":
+        from headsteer.data.hf import load_hf
+
+        ds = load_hf(cfg.root, cfg.image_column, cfg.label_column, cfg.image_size)
     elif cfg.name == "imagefolder":
         from headsteer.data.imagefolder import load_imagefolder
 
