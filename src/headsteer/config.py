@@ -133,8 +133,7 @@ class PruneConfig:
     def __post_init__(self) -> None:
         if not 0.0 < self.target_usage <= 1.0:
             raise HeadsteerError(
-                f"prune.target_usage={self.target_usage} is outside (0, 1]; it is the fraction of heads "
-                "KEPT, e.g. 0.7 for 30 % pruned"
+                f"prune.target_usage={self.target_usage} is outside (0, 1]; the share of heads KEPT (0.7: 30 % pruned)"
             )
         for name in ("dense_epochs", "joint_epochs"):
             if getattr(self, name) < 0:
@@ -232,7 +231,8 @@ class SteerConfig:
     batch_size: int = 4096
     """Samples per steering step."""
     random_draws: int = 10
-    """Independent draws R of the random set: the `random` curve is their per-image mean, with a 2.5-97.5 % band."""
+    """Independent draws R of the random set. The `random` curve is their mean (per image), shown with
+    the 2.5-97.5 % band over draws."""
     bootstrap: int = 1000
     """Paired bootstrap resamples of the test images behind every CI (seeded by `seed`); the same
     resamples serve every point, so differences between points are paired."""
