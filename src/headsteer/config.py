@@ -10,7 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional, Union
 
+from headsteer.config_steer import SteerConfig
 from headsteer.errors import HeadsteerError
+
+__all__ = ["DataConfig", "ModelConfig", "PruneConfig", "ExtractConfig", "SAEConfig", "SteerConfig", "RunConfig"]
 
 
 @dataclass
@@ -79,6 +82,9 @@ class ModelConfig:
     skip_pruned_heads: bool = False
     """Eval: no qkv/attention/proj work for dropped heads (samples grouped by head pattern); pays off from ViT-S up."""
 
+    compile: bool = False
+    """torch.compile each block's attention and MLP (for GPUs; the first steps pay for compilation)."""
+
     def __post_init__(self) -> None:
         if self.tau <= 0:
             raise HeadsteerError(f"model.tau={self.tau} must be > 0")
@@ -127,6 +133,8 @@ class PruneConfig:
     """Gumbel noise scale at the end of joint training; it anneals linearly from noise_initial."""
     checkpoint_every: int = 200
     """Also checkpoint every this many steps inside an epoch (single process); 0 = at epoch ends only."""
+    amp: Literal["none", "bf16", "fp16"] = "none"
+    """Mixed precision of the training forward: autocast to bf16, or fp16 with a GradScaler; none = float32."""
     max_steps_per_epoch: Optional[int] = None
     """Cut every epoch after this many steps (tests); None = full epochs."""
 
@@ -195,85 +203,6 @@ class SAEConfig:
             raise HeadsteerError(f"sae.k={self.k} must be >= 1")
         if self.epochs < 1 or self.batch_size < 1 or self.expansion < 1:
             raise HeadsteerError("sae.epochs, sae.batch_size and sae.expansion must be >= 1")
-
-
-@dataclass
-class SteerConfig:
-    """The steered layer is the one the SAE was trained on (extract.layer; paper: the last)."""
-
-    mode: Literal["pre_topk", "post_topk", "additive"] = "pre_topk"
-    """Reading of Eq. 5 used for the headline figures (all `modes` are swept)."""
-    modes: list[Literal["pre_topk", "post_topk", "additive"]] = field(
-        default_factory=lambda: ["pre_topk", "post_topk", "additive"]
-    )
-    """Readings of Eq. 5 to sweep (the comparison figure shows each)."""
-    strategies: list[Literal["per_class", "global", "random", "per_class_specific"]] = field(
-        default_factory=lambda: ["per_class", "global", "random", "per_class_specific"]
-    )
-    """Index-set strategies to sweep."""
-    label_sources: list[Literal["true", "predicted"]] = field(default_factory=lambda: ["true", "predicted"])
-    """Class used by class-conditioned strategies: the true label (paper, an oracle) or the unsteered
-    model's prediction (deployable)."""
-    alpha_min: float = -1.5
-    """Smallest amplification strength alpha."""
-    alpha_max: float = 1.5
-    """Largest alpha."""
-    alpha_step: float = 0.1
-    """Grid step of alpha; 0 and both ends of the range are always on the grid."""
-    set_size: Optional[int] = None
-    """|S|; None = the SAE's k (paper: k = 64)."""
-    min_class_freq: float = 0.05
-    """per_class_specific: a latent must fire on at least this fraction of the class to be ranked by lift."""
-    top_alpha: float = 1.2
-    """Alpha at which classes are ranked by accuracy gain (paper Fig. 3: 1.2)."""
-    top_n: int = 5
-    """Number of top classes analysed."""
-    batch_size: int = 4096
-    """Samples per steering step."""
-    random_draws: int = 10
-    """Independent draws R of the random set. The `random` curve is their mean (per image), shown with
-    the 2.5-97.5 % band over draws."""
-    bootstrap: int = 1000
-    """Paired bootstrap resamples of the test images behind every CI (seeded by `seed`); the same
-    resamples serve every point, so differences between points are paired."""
-    threshold_levels: int = 41
-    """Points of the threshold baseline (a constant shift of the steered layer's decision logits),
-    spread evenly over head usage 0..1."""
-    study_alphas: list[float] = field(default_factory=lambda: [-1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5])
-    """Alpha grid of the layer study's non-headline layers (`mode`, true labels, every strategy; 0 added)."""
-    study_images: Optional[int] = None
-    """Test images (fixed seeded subset) for the layer study; None = all (the CIs show what a subset costs)."""
-    effect_images: Optional[int] = 2000
-    """Test images (seeded subset) for each latent's head effect (keep-rate change of the headline layer's
-    heads when that latent alone is amplified by alpha_max; the latent browser); None = all."""
-    sensitivity_images: Optional[int] = 2000
-    """Test images (seeded subset) for the head sensitivity of the layers other than the steered one;
-    None = all. The steered layer always uses every test image."""
-
-    def __post_init__(self) -> None:
-        for name in ("random_draws", "bootstrap", "threshold_levels"):
-            if getattr(self, name) < (2 if name == "threshold_levels" else 1):
-                raise HeadsteerError(f"steer.{name}={getattr(self, name)} is too small; use the default or more")
-        if self.effect_images is not None and self.effect_images < 1:
-            raise HeadsteerError(f"steer.effect_images={self.effect_images} must be >= 1 (or null for all)")
-        if self.study_images is not None and self.study_images < 2:
-            raise HeadsteerError(f"steer.study_images={self.study_images} must be >= 2 (or null for all)")
-        if not self.study_alphas:
-            raise HeadsteerError("steer.study_alphas is empty; list at least one alpha")
-        if self.sensitivity_images is not None and self.sensitivity_images < 1:
-            raise HeadsteerError(f"steer.sensitivity_images={self.sensitivity_images} must be >= 1 (or null for all)")
-        if self.alpha_step <= 0 or self.alpha_min > self.alpha_max:
-            raise HeadsteerError(
-                f"steer alpha grid is empty (alpha_min={self.alpha_min}, alpha_max={self.alpha_max}, "
-                f"alpha_step={self.alpha_step}); need alpha_min <= alpha_max and alpha_step > 0"
-            )
-        for name in ("modes", "strategies", "label_sources"):
-            if not getattr(self, name):
-                raise HeadsteerError(f"steer.{name} is empty; list at least one")
-        if self.mode not in self.modes:
-            raise HeadsteerError(f"steer.mode={self.mode!r} is not in steer.modes={self.modes}; add it")
-        if self.set_size is not None and self.set_size < 1:
-            raise HeadsteerError(f"steer.set_size={self.set_size} must be >= 1 (or null for k)")
 
 
 @dataclass

@@ -37,11 +37,21 @@ def build_for(cfg: RunConfig, ds: ImageDataset, device: torch.device) -> Configu
     """The configured model on `device` (seeded init), and its train / eval batch transforms."""
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, len(ds.classes), ds.in_chans).to(device)
+    if cfg.model.compile:
+        compile_blocks(model)
     img_size = model.vit.patch_embed.img_size[0]
     mean, std = normalization(model, cfg.model, ds.mean, ds.std)
     return ConfiguredModel(
         model, BatchTransform(img_size, mean, std, augment=cfg.data.augment), BatchTransform(img_size, mean, std)
     )
+
+
+def compile_blocks(model: AdaViT) -> None:
+    """torch.compile, in place, every block's attention and MLP (the parts that hold the compute; the
+    decision networks and the per-block glue stay eager). State-dict keys are unchanged."""
+    for blk in model.vit.blocks:
+        blk.attn.compile()
+        blk.mlp.compile()
 
 
 def load_pruned(cfg: RunConfig, device: torch.device) -> PrunedModel:

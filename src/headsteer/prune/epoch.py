@@ -83,6 +83,8 @@ class EpochContext:
     checkpoint_every: int = 0
     """Steps between mid-epoch cursors; 0 = none."""
     generator: torch.Generator = field(default_factory=torch.Generator)
+    scaler: Optional[torch.amp.GradScaler] = None
+    """Loss scaler of fp16 training (prune.amp=fp16); None = plain backward."""
 
 
 def _epoch_batches(n: int, ctx: EpochContext) -> list[torch.Tensor]:
@@ -151,6 +153,15 @@ def _accumulate(sums: EpochSums, model: AdaViT, out, y: torch.Tensor, losses) ->
         sums.ud += out.decision_masks[:, layers].detach().mean().item() * b
 
 
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(ctx: EpochContext) -> torch.autocast:
+    """The forward's mixed-precision context (prune.amp); disabled for 'none'."""
+    dtype = AMP_DTYPES.get(ctx.prune.amp)
+    return torch.autocast(ctx.device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
+
+
 def train_epoch(
     model: AdaViT, split: ImageSplit, transform: BatchTransform, optimizer: torch.optim.Optimizer, ctx: EpochContext
 ) -> EpochStats:
@@ -171,11 +182,17 @@ def train_epoch(
         model.noise_scale = sched.noise_at(step)
         x = transform(split.images[idx], ctx.generator).to(ctx.device, non_blocking=True)
         y = split.labels[idx].to(ctx.device, non_blocking=True)
-        out = net(x)
-        losses = _loss(model, out, y, ctx, step)
+        with autocast(ctx):
+            out = net(x)
+            losses = _loss(model, out, y, ctx, step)
         optimizer.zero_grad(set_to_none=True)
-        losses[0].backward()
-        optimizer.step()
+        if ctx.scaler is None:
+            losses[0].backward()
+            optimizer.step()
+        else:  # fp16: scale the loss so small gradients do not underflow; skip steps with inf/nan
+            ctx.scaler.scale(losses[0]).backward()
+            ctx.scaler.step(optimizer)
+            ctx.scaler.update()
         step += 1
         _accumulate(sums, model, out, y, losses)
         usage = f"{out.masks[:, layers].mean().item():.2f}" if layers else "-"

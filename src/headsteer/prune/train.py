@@ -38,6 +38,12 @@ class PruneRun:
     device: torch.device
     checkpoint: Path
     """`checkpoint.safetensors` of the run; resumed from when it exists."""
+    scaler: torch.amp.GradScaler | None = None
+    """fp16 loss scaler, kept across epochs (not checkpointed: a resumed run restarts its scale)."""
+
+    def __post_init__(self) -> None:
+        if self.prune.amp == "fp16":
+            self.scaler = torch.amp.GradScaler(self.device.type)
 
 
 def fresh_state() -> dict:
@@ -84,6 +90,7 @@ def _run_epoch(run: PruneRun, sched: PhaseSchedule, net, optimizer, epoch: int, 
         resume=resume,
         on_checkpoint=functools.partial(_save_cursor, run, optimizer, dict(state), started),
         checkpoint_every=p.checkpoint_every if distributed.info().world_size == 1 else 0,
+        scaler=run.scaler,
     )
     stats = train_epoch(run.model, run.data.train, run.train_tf, optimizer, ctx)
     state.update(epoch=epoch + 1, step=state["step"] + stats.steps, seconds=time.time() - started, cursor=None)

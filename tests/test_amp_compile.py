@@ -1,0 +1,63 @@
+"""Mixed precision (prune.amp) and torch.compile (model.compile), checked on the CPU, where bf16
+autocast and the inductor compiler both run: same results within tolerance."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from headsteer.config import ModelConfig
+from headsteer.model import build_model
+from headsteer.model.configured import compile_blocks
+from headsteer.stages import run_stage
+
+SMALL = dict(img_size=28, patch_size=7, embed_dim=48, depth=2, num_heads=6, mlp_ratio=2.0, decision_init_bias=0.0)
+
+
+def _prune(smoke_cfg, tmp_path, name: str, *overrides):
+    cfg = smoke_cfg(f"out={tmp_path / name}", "prune.dense_epochs=2", "prune.joint_epochs=1", *overrides)
+    run_stage(cfg, "prune")
+    return json.loads((Path(cfg.out) / "prune" / "metrics.json").read_text())
+
+
+def test_bf16_and_fp16_training_match_float32_within_tolerance(smoke_cfg, tmp_path):
+    ref = _prune(smoke_cfg, tmp_path, "fp32")
+    for amp in ("bf16", "fp16"):
+        got = _prune(smoke_cfg, tmp_path, amp, f"prune.amp={amp}")
+        for a, b in zip(ref["history"], got["history"], strict=True):
+            assert b["train"]["loss"] == pytest.approx(a["train"]["loss"], rel=0.05), (amp, a, b)
+        assert abs(got["pruned"]["accuracy"] - ref["pruned"]["accuracy"]) <= 0.05, amp
+        assert got["history"][0]["train"]["loss"] != ref["history"][0]["train"]["loss"]  # it did run in low precision
+
+
+def test_autocast_forward_is_close_and_really_bf16():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**SMALL), 10, 1).eval()
+    x = torch.randn(16, 1, 28, 28)
+    with torch.no_grad():
+        ref = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = model(x)
+    assert low.logits.dtype == torch.bfloat16
+    assert (low.logits.float() - ref.logits).abs().max().item() < 0.05 * ref.logits.abs().max().item()
+
+
+def test_compiled_blocks_equal_eager():
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(**SMALL), 10, 1)
+    with torch.no_grad():
+        for net in model.decisions.values():
+            net.net.weight.normal_(std=0.3)
+    x = torch.randn(8, 1, 28, 28)
+    model.eval()
+    with torch.no_grad():
+        ref = model(x)
+    keys = list(model.state_dict())
+    compile_blocks(model)
+    with torch.no_grad():
+        out = model(x)
+    assert list(model.state_dict()) == keys  # checkpoints stay loadable either way
+    assert torch.equal(out.masks, ref.masks) and (out.logits - ref.logits).abs().max().item() < 1e-5
