@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import ROOT, one_line_error
@@ -98,3 +99,42 @@ def test_whole_pipeline_on_a_folder_of_pngs(tmp_path):
     ]
     assert main(argv) == 0
     assert (tmp_path / "run" / "report" / "report.html").is_file()
+
+
+def test_streaming_gives_the_same_batches_as_in_memory(tmp_path):
+    from headsteer.data import batch_indices
+    from headsteer.data.lazy import AUTO_LIMIT_BYTES, LazyImages, batches_of, keep_in_memory
+
+    write_folder(tmp_path, n_train=20, n_test=5)
+    mem = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), in_memory=True))
+    lazy = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), in_memory=False))
+    assert isinstance(lazy.train.images, LazyImages) and isinstance(mem.train.images, torch.Tensor)
+    assert lazy.train.images.shape == mem.train.images.shape and lazy.classes == mem.classes
+    batches = batch_indices(len(mem.train), 8, shuffle=True, seed=3, epoch=1)
+    for workers in (0, 2):
+        got = list(batches_of(lazy.train.images, batches, workers=workers))
+        assert len(got) == len(batches)
+        for idx, images in zip(batches, got, strict=True):
+            assert torch.equal(images, mem.train.images[idx])
+    assert torch.equal(lazy.test.images[2:9], mem.test.images[2:9])  # extraction reads slices
+    assert torch.equal(lazy.test.images[4], mem.test.images[4]) and torch.equal(lazy.train.labels, mem.train.labels)
+    assert keep_in_memory("auto", AUTO_LIMIT_BYTES) and not keep_in_memory("auto", AUTO_LIMIT_BYTES + 1)
+    assert keep_in_memory(True, 10**12) and not keep_in_memory(False, 1)
+
+
+def test_prune_on_a_streamed_folder_equals_in_memory(tmp_path):
+    """Same seed, same batches, same augmentation: the streamed run's weights equal the in-memory run's."""
+    from safetensors.torch import load_file
+
+    from headsteer.config_loader import load_config
+    from headsteer.stages import run_stage
+
+    write_folder(tmp_path / "data", n_train=30, n_test=9)
+    weights = []
+    for mode in ("true", "false"):
+        overrides = [f"data.root={tmp_path / 'data'}", f"out={tmp_path / mode}", f"data.in_memory={mode}"]
+        cfg = load_config(ROOT / "configs/smoke.yaml", ["data.name=imagefolder", "data.num_workers=2", *overrides])
+        run_stage(cfg, "prune")
+        weights.append(load_file(str(tmp_path / mode / "prune" / "model.safetensors")))
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])

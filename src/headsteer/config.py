@@ -23,6 +23,11 @@ class DataConfig:
     root/test|val/<class>/*) or 'hf' (a Hugging Face DatasetDict saved with save_to_disk at root)."""
     root: Optional[str] = None
     """Folder holding the data files; None = the dataset's default location (imagefolder: required)."""
+    in_memory: Union[bool, Literal["auto"]] = "auto"
+    """imagefolder: decode every image once into memory (true), or per batch from disk (false, the streaming
+    path); 'auto' = in memory up to 4 GiB of uint8 training images."""
+    num_workers: int = 2
+    """DataLoader workers decoding training batches on the streaming path (0 = in the main process)."""
     image_column: str = "image"
     """hf: the column holding the images (PIL images or anything PIL reads)."""
     label_column: str = "label"
@@ -39,6 +44,8 @@ class DataConfig:
     """Random crop (padding) + horizontal flip on training batches."""
 
     def __post_init__(self) -> None:
+        if self.num_workers < 0:
+            raise HeadsteerError(f"data.num_workers={self.num_workers} must be >= 0")
         if self.image_size is not None and self.image_size < 1:
             raise HeadsteerError(f"data.image_size={self.image_size} must be >= 1 (or null for the images' own size)")
         for name in ("train_limit", "test_limit"):

@@ -23,7 +23,7 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     elif cfg.name == "imagefolder":
         from headsteer.data.imagefolder import load_imagefolder
 
-        ds = load_imagefolder(cfg.root, cfg.image_size)
+        ds = load_imagefolder(cfg)
     else:
         from headsteer.data.cifar100 import load_cifar100
 

@@ -3,7 +3,8 @@
 Files are found by torchvision's `ImageFolder` (class names = folder names, sorted; every extension
 PIL reads) and decoded by PIL, then held in memory as one uint8 tensor per split like the built-in
 datasets. All images grayscale -> 1 channel, otherwise RGB. Images of different sizes are resized
-(shorter side) and centre-cropped to `data.image_size` through torchvision's transforms.
+(shorter side) and centre-cropped to `data.image_size` through torchvision's transforms. Above
+`data.in_memory`'s limit the images stay on disk and are decoded per batch (`lazy.LazyImages`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.datasets import ImageFolder
 
+from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit
-from headsteer.data.pil_images import all_gray, channel_stats, to_uint8
+from headsteer.data.lazy import LazyImages, keep_in_memory
+from headsteer.data.pil_images import GRAY_MODES, channel_stats, to_uint8
 from headsteer.errors import HeadsteerError
 
 LAYOUT = "train/<class>/*.png|jpg|... and test/<class>/* (or val/<class>/*)"
+STAT_IMAGES = 2000
+"""Training images (seeded sample) behind the mean and std of a streamed dataset (in memory: all)."""
 
 
 def _split_folder(root: Path, names: tuple[str, ...]) -> Path:
@@ -44,13 +49,23 @@ def _decode(path: str) -> Image.Image:
         raise HeadsteerError(f"cannot read image {path} ({type(exc).__name__}); delete or replace the file") from None
 
 
-def load_imagefolder(root: str | None, image_size: int | None = None) -> ImageDataset:
-    if root is None:
-        raise HeadsteerError(f"data.name=imagefolder needs data.root=DIR, a folder laid out as {LAYOUT}")
-    base = Path(root).expanduser()
-    if not base.is_dir():
-        raise HeadsteerError(f"data.root={root} is not a folder; point it at a folder laid out as {LAYOUT}")
-    found = {"train": _scan(_split_folder(base, ("train",))), "test": _scan(_split_folder(base, ("test", "val")))}
+def _header(path: str) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) from the file's header, without decoding the pixels."""
+    try:
+        with Image.open(path) as img:
+            return img.mode, img.size
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise HeadsteerError(f"cannot read image {path} ({type(exc).__name__}); delete or replace the file") from None
+
+
+def _images(paths: list[str], gray: bool, size: int | None, shape: tuple, where: str, in_memory: bool):
+    """The split's (N, C, H, W) uint8 images: decoded now, or on demand (the streaming path)."""
+    if in_memory:
+        return to_uint8([_decode(p) for p in paths], gray, size, where)
+    return LazyImages(len(paths), shape, lambda rows: [_decode(paths[r]) for r in rows], gray, size, where)
+
+
+def _classes(base: Path, found: dict) -> list[str]:
     train_classes, test_classes = found["train"].classes, found["test"].classes
     if train_classes != test_classes:
         only_train = sorted(set(train_classes) - set(test_classes))
@@ -59,16 +74,38 @@ def load_imagefolder(root: str | None, image_size: int | None = None) -> ImageDa
             f"train and test class folders in {base} differ (only in train: {only_train or 'none'}; only in test: "
             f"{only_test or 'none'}); give both splits the same class folders"
         )
-    decoded = {name: [_decode(path) for path, _ in f.samples] for name, f in found.items()}
-    gray = all_gray([img for imgs in decoded.values() for img in imgs])
-    splits = {}
-    for name, f in found.items():
-        images = to_uint8(decoded[name], gray, image_size, f.root)
-        splits[name] = ImageSplit(images, torch.tensor(f.targets, dtype=torch.int64))
-    if splits["train"].images.shape[1:] != splits["test"].images.shape[1:]:
+    return list(train_classes)
+
+
+def load_imagefolder(cfg: DataConfig) -> ImageDataset:
+    if cfg.root is None:
+        raise HeadsteerError(f"data.name=imagefolder needs data.root=DIR, a folder laid out as {LAYOUT}")
+    base = Path(cfg.root).expanduser()
+    if not base.is_dir():
+        raise HeadsteerError(f"data.root={cfg.root} is not a folder; point it at a folder laid out as {LAYOUT}")
+    found = {"train": _scan(_split_folder(base, ("train",))), "test": _scan(_split_folder(base, ("test", "val")))}
+    classes = _classes(base, found)
+    paths = {name: [path for path, _ in f.samples] for name, f in found.items()}
+    heads = [_header(path) for name in paths for path in paths[name]]
+    gray = all(mode in GRAY_MODES for mode, _ in heads)
+    sizes = sorted({size for _, size in heads})
+    if cfg.image_size is None and len(sizes) > 1:
+        (w1, h1), (w2, h2) = sizes[:2]
         raise HeadsteerError(
-            f"train images in {base} are {tuple(splits['train'].images.shape[2:])}, test images "
-            f"{tuple(splits['test'].images.shape[2:])}; set data.image_size=N to bring both to N x N"
+            f"images in {base} have different sizes ({w1}x{h1}, {w2}x{h2}, ...); set data.image_size=N "
+            "to resize and centre-crop them to N x N"
         )
-    mean, std = channel_stats(splits["train"].images)
-    return ImageDataset(base.name or "imagefolder", list(train_classes), splits["train"], splits["test"], mean, std)
+    h, w = (cfg.image_size, cfg.image_size) if cfg.image_size else sizes[0][::-1]
+    shape = (1 if gray else 3, h, w)
+    in_memory = keep_in_memory(cfg.in_memory, len(paths["train"]) * shape[0] * h * w)
+    splits = {
+        name: ImageSplit(
+            _images(paths[name], gray, cfg.image_size, shape, found[name].root, in_memory),
+            torch.tensor(found[name].targets, dtype=torch.int64),
+        )
+        for name in paths
+    }
+    train = splits["train"].images
+    sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:STAT_IMAGES].sort().values
+    mean, std = channel_stats(train if in_memory else train[sample])
+    return ImageDataset(base.name or "imagefolder", classes, splits["train"], splits["test"], mean, std)

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from headsteer import distributed
 from headsteer.config import PruneConfig
 from headsteer.data import BatchTransform, ImageSplit, batch_indices
+from headsteer.data.lazy import batches_of
 from headsteer.errors import HeadsteerError
 from headsteer.model import AdaViT
 from headsteer.prune.schedule import PhaseSchedule, lr_factor, usage_loss
@@ -85,6 +86,8 @@ class EpochContext:
     generator: torch.Generator = field(default_factory=torch.Generator)
     scaler: Optional[torch.amp.GradScaler] = None
     """Loss scaler of fp16 training (prune.amp=fp16); None = plain backward."""
+    workers: int = 0
+    """DataLoader workers decoding batches of a streamed split (data.num_workers; unused in memory)."""
 
 
 def _epoch_batches(n: int, ctx: EpochContext) -> list[torch.Tensor]:
@@ -176,11 +179,12 @@ def train_epoch(
     step = ctx.step0 + start
     sched, layers = ctx.schedule, model.pruned_layers
     bar = progress(batches[start:], desc=ctx.desc)
-    for pos, idx in enumerate(bar, start=start):
+    raw = batches_of(split.images, batches[start:], ctx.workers, pin=ctx.device.type == "cuda")
+    for (pos, idx), images in zip(enumerate(bar, start=start), raw, strict=True):
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(step, sched.total_steps, sched.warmup_steps)
         model.noise_scale = sched.noise_at(step)
-        x = transform(split.images[idx], ctx.generator).to(ctx.device, non_blocking=True)
+        x = transform(images, ctx.generator).to(ctx.device, non_blocking=True)
         y = split.labels[idx].to(ctx.device, non_blocking=True)
         with autocast(ctx):
             out = net(x)

@@ -38,6 +38,8 @@ class PruneRun:
     device: torch.device
     checkpoint: Path
     """`checkpoint.safetensors` of the run; resumed from when it exists."""
+    workers: int = 0
+    """DataLoader workers for a streamed training split (data.num_workers)."""
     scaler: torch.amp.GradScaler | None = None
     """fp16 loss scaler, kept across epochs (not checkpointed: a resumed run restarts its scale)."""
 
@@ -91,6 +93,7 @@ def _run_epoch(run: PruneRun, sched: PhaseSchedule, net, optimizer, epoch: int, 
         on_checkpoint=functools.partial(_save_cursor, run, optimizer, dict(state), started),
         checkpoint_every=p.checkpoint_every if distributed.info().world_size == 1 else 0,
         scaler=run.scaler,
+        workers=run.workers,
     )
     stats = train_epoch(run.model, run.data.train, run.train_tf, optimizer, ctx)
     state.update(epoch=epoch + 1, step=state["step"] + stats.steps, seconds=time.time() - started, cursor=None)

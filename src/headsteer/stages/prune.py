@@ -59,7 +59,15 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     ds = load_dataset(cfg.data)
     built = build_for(cfg, ds, device)
     run = PruneRun(
-        built.model, ds, built.train_tf, built.test_tf, cfg.prune, cfg.seed, device, folder / "checkpoint.safetensors"
+        built.model,
+        ds,
+        built.train_tf,
+        built.test_tf,
+        cfg.prune,
+        cfg.seed,
+        device,
+        folder / "checkpoint.safetensors",
+        workers=cfg.data.num_workers,
     )
     state = train_phases(run)
     identical = distributed.ranks_identical(run.model)  # collective: every rank takes part
