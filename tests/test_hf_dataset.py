@@ -58,3 +58,30 @@ def test_bad_hf_input_gets_one_line(tmp_path, capsys):
     assert "column 'target'" in got and "['img', 'y']" in got
     assert "holds no dataset saved with save_to_disk" in line(f"data.root={tmp_path / 'nothing'}")
     assert "needs data.root=DIR" in line()
+
+
+def test_streamed_hf_dataset_equals_in_memory(tmp_path):
+    import torch
+
+    from headsteer.data import batch_indices
+    from headsteer.data.lazy import LazyImages, batches_of
+
+    save(tmp_path / "ds", n=12)
+    kw = dict(name="hf", root=str(tmp_path / "ds"), image_column="img", label_column="y")
+    mem = load_dataset(DataConfig(**kw, in_memory=True))
+    lazy = load_dataset(DataConfig(**kw, in_memory=False))
+    assert isinstance(lazy.train.images, LazyImages) and lazy.train.images.shape == mem.train.images.shape
+    batches = batch_indices(12, 5, shuffle=True, seed=1)
+    for images, idx in zip(batches_of(lazy.train.images, batches, workers=2), batches, strict=True):
+        assert torch.equal(images, mem.train.images[idx])
+    assert torch.equal(lazy.test.images[3:7], mem.test.images[3:7]) and lazy.mean == mem.mean
+
+
+def test_a_column_that_is_not_images_is_named(tmp_path, capsys):
+    datasets.DatasetDict(
+        {s: datasets.Dataset.from_dict({"image": ["a", "b"], "label": [0, 1]}) for s in ("train", "test")}
+    ).save_to_disk(str(tmp_path / "ds"))
+    capsys.readouterr()
+    argv = ["prune", str(ROOT / "configs/smoke.yaml"), "data.name=hf", f"data.root={tmp_path / 'ds'}"]
+    line = one_line_error(capsys, argv + [f"out={tmp_path / 'run'}"])
+    assert "column 'image'" in line and "is Value, not images" in line

@@ -24,7 +24,7 @@ class DataConfig:
     root: Optional[str] = None
     """Folder holding the data files; None = the dataset's default location (imagefolder: required)."""
     in_memory: Union[bool, Literal["auto"]] = "auto"
-    """imagefolder: decode every image once into memory (true), or per batch from disk (false, the streaming
+    """imagefolder, hf: decode every image once into memory (true), or per batch from disk (false, streaming
     path); 'auto' = in memory up to 4 GiB of uint8 training images."""
     num_workers: int = 2
     """DataLoader workers decoding training batches on the streaming path (0 = in the main process)."""

@@ -19,7 +19,7 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     elif cfg.name == "hf":
         from headsteer.data.hf import load_hf
 
-        ds = load_hf(cfg.root, cfg.image_column, cfg.label_column, cfg.image_size)
+        ds = load_hf(cfg)
     elif cfg.name == "imagefolder":
         from headsteer.data.imagefolder import load_imagefolder
 

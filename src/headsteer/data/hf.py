@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import torch
 
+from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit
-from headsteer.data.pil_images import all_gray, channel_stats, to_uint8
+from headsteer.data.lazy import LazyImages, keep_in_memory
+from headsteer.data.pil_images import channel_stats, common_shape, header, to_uint8
 from headsteer.errors import HeadsteerError
 
 
@@ -54,24 +56,39 @@ def _classes(feature, labels: list[torch.Tensor], column: str) -> list[str]:
     return [str(i) for i in range(top)]
 
 
-def load_hf(root: str | None, image_column: str, label_column: str, image_size: int | None) -> ImageDataset:
+def _headers(split, column: str, root: str) -> list[tuple[str, tuple[int, int]]]:
+    """Every image's (mode, size) from its encoded bytes (or file), without decoding the pixels."""
+    import datasets
+
+    raw = split.cast_column(column, datasets.Image(decode=False))[column]  # {"bytes", "path"} per row
+    return [header(r["bytes"] or r["path"], f"{column}[{i}] of {root}") for i, r in enumerate(raw)]
+
+
+def _images(split, column: str, gray: bool, size, shape: tuple, where: str, in_memory: bool):
+    if in_memory:
+        return to_uint8(list(split[column]), gray, size, where)
+    return LazyImages(len(split), shape, lambda rows: list(split[rows][column]), gray, size, where)
+
+
+def load_hf(cfg: DataConfig) -> ImageDataset:
+    root, col, label_col = cfg.root, cfg.image_column, cfg.label_column
     dd = _open(root)
     parts = {"train": _split(dd, root, ("train",)), "test": _split(dd, root, ("test", "validation"))}
-    decoded, labels = {}, {}
-    for key, (name, split) in parts.items():
-        _columns(split, name, root, image_column, label_column)
-        decoded[key] = list(split[image_column])
-        labels[key] = torch.tensor(split[label_column], dtype=torch.int64)
-        if decoded[key] and not hasattr(decoded[key][0], "convert"):
+    for name, split in parts.values():
+        _columns(split, name, root, col, label_col)
+        if type(split.features[col]).__name__ != "Image":  # datasets.Image: decodes to PIL
             raise HeadsteerError(
-                f"column '{image_column}' of {root} holds {type(decoded[key][0]).__name__}, not images; "
+                f"column '{col}' of {root} is {type(split.features[col]).__name__}, not images; "
                 "cast it to datasets.Image() or set data.image_column"
             )
-    gray = all_gray(decoded["train"] + decoded["test"])
+    heads = [h for _, split in parts.values() for h in _headers(split, col, root)]
+    gray, shape = common_shape(heads, cfg.image_size, root)
+    in_memory = keep_in_memory(cfg.in_memory, len(parts["train"][1]) * shape[0] * shape[1] * shape[2])
+    labels = {key: torch.tensor(split[label_col], dtype=torch.int64) for key, (_, split) in parts.items()}
     splits = {
-        key: ImageSplit(to_uint8(decoded[key], gray, image_size, f"{root} ({parts[key][0]})"), labels[key])
-        for key in parts
+        key: ImageSplit(_images(split, col, gray, cfg.image_size, shape, f"{root} ({name})", in_memory), labels[key])
+        for key, (name, split) in parts.items()
     }
-    classes = _classes(parts["train"][1].features[label_column], list(labels.values()), label_column)
+    classes = _classes(parts["train"][1].features[label_col], list(labels.values()), label_col)
     mean, std = channel_stats(splits["train"].images)
     return ImageDataset("hf", classes, splits["train"], splits["test"], mean, std)

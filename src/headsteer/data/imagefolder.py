@@ -18,12 +18,10 @@ from torchvision.datasets import ImageFolder
 from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit
 from headsteer.data.lazy import LazyImages, keep_in_memory
-from headsteer.data.pil_images import GRAY_MODES, channel_stats, to_uint8
+from headsteer.data.pil_images import channel_stats, common_shape, header, to_uint8
 from headsteer.errors import HeadsteerError
 
 LAYOUT = "train/<class>/*.png|jpg|... and test/<class>/* (or val/<class>/*)"
-STAT_IMAGES = 2000
-"""Training images (seeded sample) behind the mean and std of a streamed dataset (in memory: all)."""
 
 
 def _split_folder(root: Path, names: tuple[str, ...]) -> Path:
@@ -45,15 +43,6 @@ def _decode(path: str) -> Image.Image:
         with Image.open(path) as img:
             img.load()
             return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise HeadsteerError(f"cannot read image {path} ({type(exc).__name__}); delete or replace the file") from None
-
-
-def _header(path: str) -> tuple[str, tuple[int, int]]:
-    """(mode, (width, height)) from the file's header, without decoding the pixels."""
-    try:
-        with Image.open(path) as img:
-            return img.mode, img.size
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise HeadsteerError(f"cannot read image {path} ({type(exc).__name__}); delete or replace the file") from None
 
@@ -86,18 +75,8 @@ def load_imagefolder(cfg: DataConfig) -> ImageDataset:
     found = {"train": _scan(_split_folder(base, ("train",))), "test": _scan(_split_folder(base, ("test", "val")))}
     classes = _classes(base, found)
     paths = {name: [path for path, _ in f.samples] for name, f in found.items()}
-    heads = [_header(path) for name in paths for path in paths[name]]
-    gray = all(mode in GRAY_MODES for mode, _ in heads)
-    sizes = sorted({size for _, size in heads})
-    if cfg.image_size is None and len(sizes) > 1:
-        (w1, h1), (w2, h2) = sizes[:2]
-        raise HeadsteerError(
-            f"images in {base} have different sizes ({w1}x{h1}, {w2}x{h2}, ...); set data.image_size=N "
-            "to resize and centre-crop them to N x N"
-        )
-    h, w = (cfg.image_size, cfg.image_size) if cfg.image_size else sizes[0][::-1]
-    shape = (1 if gray else 3, h, w)
-    in_memory = keep_in_memory(cfg.in_memory, len(paths["train"]) * shape[0] * h * w)
+    gray, shape = common_shape([header(p, p) for name in paths for p in paths[name]], cfg.image_size, str(base))
+    in_memory = keep_in_memory(cfg.in_memory, len(paths["train"]) * shape[0] * shape[1] * shape[2])
     splits = {
         name: ImageSplit(
             _images(paths[name], gray, cfg.image_size, shape, found[name].root, in_memory),
@@ -105,7 +84,5 @@ def load_imagefolder(cfg: DataConfig) -> ImageDataset:
         )
         for name in paths
     }
-    train = splits["train"].images
-    sample = torch.randperm(len(train), generator=torch.Generator().manual_seed(0))[:STAT_IMAGES].sort().values
-    mean, std = channel_stats(train if in_memory else train[sample])
+    mean, std = channel_stats(splits["train"].images)
     return ImageDataset(base.name or "imagefolder", classes, splits["train"], splits["test"], mean, std)
