@@ -6,6 +6,7 @@ memory as a tensor, and this keeps augmentation a pure function of a seeded gene
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -20,16 +21,41 @@ class BatchTransform:
     std: tuple[float, ...]
     augment: bool = False
     """Random crop with padding (1/8 of the side) and horizontal flip."""
+    crop_pct: float = 1.0
+    """Centre crop of a pretrained model's eval transform (timm's data config): resize to img_size / crop_pct,
+    then crop img_size. 1.0 = resize straight to img_size."""
+    interpolation: str = "bilinear"
+    """Resize mode: 'bilinear' (scratch models, no antialias) or a pretrained config's (e.g. 'bicubic', with
+    antialias, as PIL resizes)."""
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         x = images.float().div_(255.0)  # (B, C, H, W) in [0, 1]
         if self.augment:
             x = random_crop_flip(x, generator)
-        if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
-            x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        x = self.resize(x)
         mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
         std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
         return (x - mean) / std
+
+    def resize(self, x: torch.Tensor) -> torch.Tensor:
+        """To img_size x img_size: a plain bilinear resize (scratch models), or timm's eval resize and centre
+        crop of the pretrained config (interpolation, crop_pct)."""
+        if self.interpolation == "bilinear" and self.crop_pct == 1.0:
+            if x.shape[-1] != self.img_size or x.shape[-2] != self.img_size:
+                x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+            return x
+        return _resize_crop(x, self.img_size, self.crop_pct, self.interpolation)
+
+
+def _resize_crop(x: torch.Tensor, size: int, crop_pct: float, mode: str) -> torch.Tensor:
+    """timm's eval resize: shorter side to floor(size / crop_pct) with `mode`, then the centre size x size."""
+    H, W = x.shape[-2:]
+    scale = math.floor(size / crop_pct)
+    h, w = (scale, max(scale, round(W * scale / H))) if H <= W else (max(scale, round(H * scale / W)), scale)
+    if (h, w) != (H, W):
+        x = F.interpolate(x, size=(h, w), mode=mode, align_corners=False, antialias=True).clamp_(0, 1)
+    top, left = (h - size) // 2, (w - size) // 2
+    return x[..., top : top + size, left : left + size]
 
 
 def random_crop_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

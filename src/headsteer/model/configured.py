@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import timm
 import torch
 
 from headsteer.config import ExtractConfig, RunConfig
@@ -41,8 +42,16 @@ def build_for(cfg: RunConfig, ds: ImageDataset, device: torch.device) -> Configu
         compile_blocks(model)
     img_size = model.vit.patch_embed.img_size[0]
     mean, std = normalization(model, cfg.model, ds.mean, ds.std)
+    pretrained = {}  # a pretrained model's eval resize and crop, from timm's data config
+    if cfg.model.loads_pretrained:
+        data_cfg = timm.data.resolve_model_data_config(model.vit)
+        pretrained = {"crop_pct": data_cfg["crop_pct"], "interpolation": data_cfg["interpolation"]}
     return ConfiguredModel(
-        model, BatchTransform(img_size, mean, std, augment=cfg.data.augment), BatchTransform(img_size, mean, std)
+        model,
+        BatchTransform(
+            img_size, mean, std, augment=cfg.data.augment, interpolation=pretrained.get("interpolation", "bilinear")
+        ),
+        BatchTransform(img_size, mean, std, **pretrained),
     )
 
 
