@@ -78,3 +78,20 @@ def test_two_process_ddp_matches_single_process(fashion_dir, tmp_path):
             assert torch.equal(ca["labels"], cb["labels"])
             assert (ca["cls"] - cb["cls"]).abs().max() < 1e-3
     assert (ddp / "report" / "report.html").is_file()
+
+
+def test_two_process_ddp_on_a_streamed_folder_equals_in_memory(tmp_path):
+    """Each rank takes its part of every global batch on the streaming path too: same weights as in memory."""
+    from test_imagefolder import write_folder
+
+    write_folder(tmp_path / "data", n_train=24, n_test=6)
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    base = [str(ROOT / "configs/smoke.yaml"), "data.name=imagefolder", f"data.root={tmp_path / 'data'}", *COMMON]
+    weights = []
+    for mode in ("true", "false"):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "headsteer"]
+        extra = [f"out={tmp_path / mode}", f"data.in_memory={mode}", "data.num_workers=1", "prune.batch_size=8"]
+        r = subprocess.run(cmd + ["prune", *base, *extra], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        weights.append(load_file(str(tmp_path / mode / "prune" / "model.safetensors")))
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
