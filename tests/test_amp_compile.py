@@ -60,4 +60,18 @@ def test_compiled_blocks_equal_eager():
     with torch.no_grad():
         out = model(x)
     assert list(model.state_dict()) == keys  # checkpoints stay loadable either way
+    assert all(blk.attn._compiled_call_impl is not None for blk in model.vit.blocks)  # really compiled
     assert torch.equal(out.masks, ref.masks) and (out.logits - ref.logits).abs().max().item() < 1e-5
+    model.skip_pruned_heads = True  # the grouped skipping path runs eager inside the compiled attention
+    with torch.no_grad():
+        skipped = model(x)
+    assert torch.equal(skipped.masks, ref.masks) and (skipped.logits - ref.logits).abs().max().item() < 1e-4
+
+
+def test_model_compile_is_wired_into_the_run(smoke_cfg):
+    from headsteer.data import load_dataset
+    from headsteer.model.configured import build_for
+
+    cfg = smoke_cfg("model.compile=true")
+    built = build_for(cfg, load_dataset(cfg.data), torch.device("cpu"))
+    assert all(blk.mlp._compiled_call_impl is not None for blk in built.model.vit.blocks)

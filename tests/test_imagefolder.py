@@ -138,3 +138,43 @@ def test_prune_on_a_streamed_folder_equals_in_memory(tmp_path):
         weights.append(load_file(str(tmp_path / mode / "prune" / "model.safetensors")))
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+
+
+def test_lazy_images_index_like_a_tensor_and_stay_lazy(tmp_path):
+    from headsteer.data.lazy import LazyImages
+
+    write_folder(tmp_path, n_train=5, n_test=4)
+    mem = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), in_memory=True)).train.images
+    lazy = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), in_memory=False)).train.images
+    mask = torch.zeros(len(mem), dtype=torch.bool)
+    mask[[1, 7, 14]] = True
+    for idx in (
+        3,
+        -1,
+        np.int64(2),
+        torch.tensor(4),
+        [0, -2],
+        torch.tensor([5, 1]),
+        mask,
+        slice(2, 12, 3),
+        slice(None, -13),
+    ):
+        assert torch.equal(lazy[idx], mem[idx]), idx
+    head = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), in_memory=False, train_limit=6)).train
+    assert isinstance(head.images, LazyImages) and len(head.images) == 6 and torch.equal(head.images[5], mem[5])
+
+
+def test_a_corrupt_image_found_by_a_worker_is_one_line(tmp_path, capsys):
+    write_folder(tmp_path / "data", n_train=6, n_test=2)
+    png = tmp_path / "data" / "train" / "dog" / "003.png"
+    png.write_bytes(png.read_bytes()[:60])  # the header reads (size, mode); the pixels do not
+    argv = ["prune", str(ROOT / "configs/smoke.yaml"), "data.name=imagefolder", f"data.root={tmp_path / 'data'}"]
+    line = one_line_error(capsys, argv + ["data.in_memory=false", "data.num_workers=2", f"out={tmp_path / 'run'}"])
+    assert "cannot read image" in line and "003.png" in line
+
+
+def test_every_extension_pil_registers_is_picked_up(tmp_path):
+    write_folder(tmp_path, n_train=2, n_test=1)
+    Image.fromarray(np.full((28, 28), 99, dtype=np.uint8)).save(tmp_path / "train" / "cat" / "x.gif")
+    ds = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path)))
+    assert len(ds.train) == 7 and ds.train.images[2, 0].float().mean() == 99  # cat: 000.png, 001.png, x.gif

@@ -1,4 +1,5 @@
-"""In-memory image datasets as uint8 tensors, with class names, and batch iteration.
+"""Image datasets as uint8 tensors (or, streamed, `lazy.LazyImages` that index like one), with class
+names, and batch iteration.
 
 Both datasets here fit in memory as uint8 (Fashion-MNIST 55 MB, CIFAR-100 184 MB), so batches are
 sliced from tensors and augmented on the tensor (see transforms.py): no DataLoader workers to spawn,
@@ -27,7 +28,8 @@ class ImageSplit:
         """The first `n` samples (all when n is None)."""
         if n is None or n >= len(self):
             return self
-        return ImageSplit(self.images[:n], self.labels[:n])
+        first = getattr(self.images, "first", None)  # a streamed split stays on disk
+        return ImageSplit(first(n) if first else self.images[:n], self.labels[:n])
 
 
 @dataclass

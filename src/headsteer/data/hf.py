@@ -1,7 +1,7 @@
 """A Hugging Face `datasets` DatasetDict saved with `save_to_disk` at `data.root`: splits `train` and
 `test` (or `validation`), an image column and a label column (names configurable). Class names come
 from the label column's ClassLabel feature (else the labels' values, which must be 0..C-1). Images
-are decoded once and held in memory as uint8, like every other dataset here."""
+are decoded into memory as uint8, or per batch on the streaming path (`data.in_memory`)."""
 
 from __future__ import annotations
 
@@ -65,9 +65,20 @@ def _headers(split, column: str, root: str) -> list[tuple[str, tuple[int, int]]]
 
 
 def _images(split, column: str, gray: bool, size, shape: tuple, where: str, in_memory: bool):
+    images = split.select_columns([column])
     if in_memory:
-        return to_uint8(list(split[column]), gray, size, where)
-    return LazyImages(len(split), shape, lambda rows: list(split[rows][column]), gray, size, where)
+        return to_uint8((row[column] for row in images), len(images), gray, size, where)
+    return LazyImages(len(images), shape, RowDecoder(images, column), gray, size, where)
+
+
+class RowDecoder:
+    """rows -> decoded images of one column (picklable for DataLoader workers)."""
+
+    def __init__(self, split, column: str):
+        self.split, self.column = split, column
+
+    def __call__(self, rows: list[int]) -> list:
+        return list(self.split[rows][self.column])
 
 
 def load_hf(cfg: DataConfig) -> ImageDataset:
@@ -83,7 +94,8 @@ def load_hf(cfg: DataConfig) -> ImageDataset:
             )
     heads = [h for _, split in parts.values() for h in _headers(split, col, root)]
     gray, shape = common_shape(heads, cfg.image_size, root)
-    in_memory = keep_in_memory(cfg.in_memory, len(parts["train"][1]) * shape[0] * shape[1] * shape[2])
+    n_train = min(len(parts["train"][1]), cfg.train_limit or len(parts["train"][1]))  # what the run will hold
+    in_memory = keep_in_memory(cfg.in_memory, n_train * shape[0] * shape[1] * shape[2])
     labels = {key: torch.tensor(split[label_col], dtype=torch.int64) for key, (_, split) in parts.items()}
     splits = {
         key: ImageSplit(_images(split, col, gray, cfg.image_size, shape, f"{root} ({name})", in_memory), labels[key])

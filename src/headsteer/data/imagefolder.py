@@ -31,9 +31,18 @@ def _split_folder(root: Path, names: tuple[str, ...]) -> Path:
     raise HeadsteerError(f"{root} has no {' or '.join(n + '/' for n in names)} folder; lay it out as {LAYOUT}")
 
 
+EXTENSIONS = tuple(Image.registered_extensions())
+"""File extensions PIL can open (png, jpg, webp, gif, tiff, bmp, ...)."""
+
+
+def _is_image(path: str) -> bool:
+    return path.lower().endswith(EXTENSIONS)
+
+
 def _scan(folder: Path) -> ImageFolder:
     try:
-        return ImageFolder(str(folder), loader=lambda path: path)  # paths only; decoded below with errors named
+        # paths only (decoded below, with errors named); every extension PIL registers, not just torchvision's list
+        return ImageFolder(str(folder), loader=str, is_valid_file=_is_image)
     except FileNotFoundError as exc:  # no class folders, or a class folder without any image file
         raise HeadsteerError(f"{folder}: {exc}; every class folder needs at least one image ({LAYOUT})") from None
 
@@ -50,8 +59,19 @@ def _decode(path: str) -> Image.Image:
 def _images(paths: list[str], gray: bool, size: int | None, shape: tuple, where: str, in_memory: bool):
     """The split's (N, C, H, W) uint8 images: decoded now, or on demand (the streaming path)."""
     if in_memory:
-        return to_uint8([_decode(p) for p in paths], gray, size, where)
-    return LazyImages(len(paths), shape, lambda rows: [_decode(paths[r]) for r in rows], gray, size, where)
+        return to_uint8((_decode(p) for p in paths), len(paths), gray, size, where)
+    return LazyImages(len(paths), shape, PathDecoder(paths), gray, size, where)
+
+
+class PathDecoder:
+    """rows -> decoded images of those files (a picklable object, so DataLoader workers of any start
+    method can take it)."""
+
+    def __init__(self, paths: list[str]):
+        self.paths = paths
+
+    def __call__(self, rows: list[int]) -> list[Image.Image]:
+        return [_decode(self.paths[r]) for r in rows]
 
 
 def _classes(base: Path, found: dict) -> list[str]:
@@ -76,7 +96,8 @@ def load_imagefolder(cfg: DataConfig) -> ImageDataset:
     classes = _classes(base, found)
     paths = {name: [path for path, _ in f.samples] for name, f in found.items()}
     gray, shape = common_shape([header(p, p) for name in paths for p in paths[name]], cfg.image_size, str(base))
-    in_memory = keep_in_memory(cfg.in_memory, len(paths["train"]) * shape[0] * shape[1] * shape[2])
+    n_train = min(len(paths["train"]), cfg.train_limit or len(paths["train"]))  # what the run will hold
+    in_memory = keep_in_memory(cfg.in_memory, n_train * shape[0] * shape[1] * shape[2])
     splits = {
         name: ImageSplit(
             _images(paths[name], gray, cfg.image_size, shape, found[name].root, in_memory),

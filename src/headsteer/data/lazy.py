@@ -15,6 +15,7 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from headsteer.data.pil_images import to_uint8
+from headsteer.errors import HeadsteerError
 
 AUTO_LIMIT_BYTES = 4 * 2**30
 """data.in_memory=auto keeps a dataset in memory when its training images take at most this as uint8."""
@@ -38,15 +39,23 @@ class LazyImages:
         return self.n
 
     def __getitem__(self, idx) -> torch.Tensor:
-        if isinstance(idx, int):
-            return self[[idx]][0]
         if isinstance(idx, slice):
-            rows = list(range(self.n))[idx]
+            rows = list(range(self.n)[idx])
         else:
-            rows = torch.as_tensor(idx).reshape(-1).tolist()
+            t = torch.as_tensor(idx)
+            if t.ndim == 0:  # an int, a numpy int, a 0-d tensor: one image (C, H, W)
+                return self[[int(t)]][0]
+            if t.dtype == torch.bool:
+                t = t.nonzero().squeeze(1)
+            rows = [int(r) % self.n for r in t.reshape(-1).tolist()]  # negative rows count from the end
         if not rows:
             return torch.zeros((0, *self.shape[1:]), dtype=torch.uint8)
-        return to_uint8(self.decode(rows), self.gray, self.size, self.where)
+        return to_uint8(self.decode(rows), len(rows), self.gray, self.size, self.where)
+
+    def first(self, n: int) -> "LazyImages":
+        """The first n rows, still on disk (`ImageSplit.head`)."""
+        n = min(n, self.n)
+        return LazyImages(n, tuple(self.shape[1:]), self.decode, self.gray, self.size, self.where)
 
 
 class _Batches(Dataset):
@@ -75,4 +84,7 @@ def batches_of(images, batches: Iterable[torch.Tensor], workers: int = 0, pin: b
         pin_memory=pin,
         generator=torch.Generator().manual_seed(0),
     )
-    yield from loader
+    try:
+        yield from loader
+    except HeadsteerError as exc:  # raised in a worker: DataLoader wraps it in its traceback; keep one line
+        raise HeadsteerError(str(exc).strip().splitlines()[-1].split("HeadsteerError: ", 1)[-1]) from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from typing import Iterable
 
 import numpy as np
 import torch
@@ -37,32 +38,42 @@ def common_shape(heads: list[tuple[str, tuple[int, int]]], size: int | None, whe
     return gray, (1 if gray else 3, h, w)
 
 
-def to_uint8(images: list[Image.Image], gray: bool, size: int | None, where: str) -> torch.Tensor:
-    """(N, C, H, W) uint8; images of different sizes need `size` (resize the shorter side, centre-crop)."""
-    sizes = {img.size for img in images}
-    if size is None and len(sizes) > 1:
-        a, b = sorted(sizes)[:2]
-        raise HeadsteerError(
-            f"images in {where} have different sizes ({a[0]}x{a[1]}, {b[0]}x{b[1]}, ...); set data.image_size=N "
-            "to resize and centre-crop them to N x N"
-        )
-    resize = v2.Compose([v2.Resize(size), v2.CenterCrop(size)]) if size else (lambda t: t)
-    out = []
-    for img in images:
+def to_uint8(images: Iterable[Image.Image], n: int, gray: bool, size: int | None, where: str) -> torch.Tensor:
+    """(N, C, H, W) uint8, filled one image at a time (only one decoded image is alive at once); images
+    of different sizes need `size` (resize the shorter side, centre-crop)."""
+    resize = v2.Compose([v2.Resize(size), v2.CenterCrop(size)]) if size else None
+    out, first = None, None
+    for i, img in enumerate(images):
+        if resize is None and first is not None and img.size != first:
+            raise HeadsteerError(
+                f"images in {where} have different sizes ({first[0]}x{first[1]}, {img.size[0]}x{img.size[1]}, ...); "
+                "set data.image_size=N to resize and centre-crop them to N x N"
+            )
+        first = first or img.size
         t = torch.from_numpy(np.asarray(img.convert("L" if gray else "RGB")).copy())
-        out.append(resize(t[None] if gray else t.permute(2, 0, 1)))
-    return torch.stack(out)
+        t = t[None] if gray else t.permute(2, 0, 1)
+        t = resize(t) if resize else t
+        if out is None:
+            out = torch.empty((n, *t.shape), dtype=torch.uint8)
+        out[i] = t
+    return out if out is not None else torch.zeros((0, 1 if gray else 3, size or 0, size or 0), dtype=torch.uint8)
 
 
 STAT_IMAGES = 2000
 """Training images (seeded sample) behind the mean and std of a streamed dataset (in memory: all)."""
 
 
-def channel_stats(images) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std in [0, 1] of (N, C, H, W) uint8 training images: all of them in memory,
-    a seeded sample of STAT_IMAGES of a streamed split (`lazy.LazyImages`)."""
+def channel_stats(images, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and (unbiased) std in [0, 1] of (N, C, H, W) uint8 training images, summed in
+    float64 chunk by chunk: all of them in memory, a seeded sample of STAT_IMAGES of a streamed split."""
+    rows = torch.arange(len(images))
     if not isinstance(images, torch.Tensor):
-        rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:STAT_IMAGES]
-        images = images[rows.sort().values]
-    x = images.float().div(255)
-    return tuple(x.mean(dim=(0, 2, 3)).tolist()), tuple(x.std(dim=(0, 2, 3)).clamp(min=1e-3).tolist())
+        rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:STAT_IMAGES].sort().values
+    total = sq = 0.0
+    for part in rows.split(chunk):
+        x = images[part].double().div(255)  # (b, C, H, W)
+        total, sq = total + x.sum(dim=(0, 2, 3)), sq + (x * x).sum(dim=(0, 2, 3))
+    count = rows.numel() * images.shape[2] * images.shape[3]
+    mean = total / count
+    var = (sq - count * mean * mean) / max(1, count - 1)
+    return tuple(mean.tolist()), tuple(var.clamp(min=0).sqrt().clamp(min=1e-3).tolist())

@@ -68,6 +68,7 @@ class GatedAttention(Attention):
             o = o * head_mask.to(o.dtype)[:, None, :, None]
         return self.proj_drop(self.proj(self.norm(o.reshape(B, Nq, H * D))))
 
+    @torch.compiler.disable  # data-dependent grouping (unique patterns, per-group loops): runs eager
     def forward_skip(self, x: torch.Tensor, head_mask: torch.Tensor) -> torch.Tensor:
         """Inference path that does no qkv, attention or proj work for dropped (sample, head) pairs.
 

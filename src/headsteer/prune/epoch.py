@@ -184,7 +184,7 @@ def train_epoch(
         for group in optimizer.param_groups:
             group["lr"] = group["base_lr"] * lr_factor(step, sched.total_steps, sched.warmup_steps)
         model.noise_scale = sched.noise_at(step)
-        x = transform(images, ctx.generator).to(ctx.device, non_blocking=True)
+        x = transform(images.to(ctx.device, non_blocking=True), ctx.generator)  # uint8 over the bus
         y = split.labels[idx].to(ctx.device, non_blocking=True)
         with autocast(ctx):
             out = net(x)
