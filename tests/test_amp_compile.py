@@ -75,3 +75,25 @@ def test_model_compile_is_wired_into_the_run(smoke_cfg):
     cfg = smoke_cfg("model.compile=true")
     built = build_for(cfg, load_dataset(cfg.data), torch.device("cpu"))
     assert all(blk.mlp._compiled_call_impl is not None for blk in built.model.vit.blocks)
+
+
+def test_fp16_scaler_state_is_checkpointed_and_restored(smoke_cfg, tmp_path):
+    from headsteer.io import checkpoint_state
+    from headsteer.prune.train import PruneRun, resume_state
+
+    cfg = smoke_cfg(f"out={tmp_path / 'fp16'}", "prune.amp=fp16", "prune.dense_epochs=1", "prune.joint_epochs=1")
+    run_stage(cfg, "prune")
+    saved = checkpoint_state(tmp_path / "fp16" / "prune" / "checkpoint.safetensors")["scaler"]
+    assert saved["scale"] > 0 and "_growth_tracker" in saved
+    run = PruneRun(
+        None,
+        None,
+        None,
+        None,
+        cfg.prune,
+        0,
+        torch.device("cpu"),
+        tmp_path / "fp16" / "prune" / "checkpoint.safetensors",
+    )
+    run.scaler = torch.amp.GradScaler("cpu", init_scale=3.0)  # a scale training never reaches (65536 x 2^k)
+    assert resume_state(run)["scaler"] == saved and run.scaler.get_scale() == saved["scale"] != 3.0

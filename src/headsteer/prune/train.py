@@ -41,11 +41,16 @@ class PruneRun:
     workers: int = 0
     """DataLoader workers for a streamed training split (data.num_workers)."""
     scaler: torch.amp.GradScaler | None = None
-    """fp16 loss scaler, kept across epochs (not checkpointed: a resumed run restarts its scale)."""
+    """fp16 loss scaler, kept across epochs and checkpointed with the JSON state."""
 
     def __post_init__(self) -> None:
         if self.prune.amp == "fp16":
             self.scaler = torch.amp.GradScaler(self.device.type)
+
+
+def scaler_state(run: PruneRun) -> dict:
+    """{"scaler": the fp16 loss scaler's state} for the checkpoint (JSON numbers); {} without one."""
+    return {"scaler": run.scaler.state_dict()} if run.scaler is not None else {}
 
 
 def fresh_state() -> dict:
@@ -70,7 +75,7 @@ def _for_phase(model: AdaViT, phase: str, device: torch.device) -> torch.nn.Modu
 def _save_cursor(run: PruneRun, optimizer, epoch_state: dict, started: float, cursor: dict) -> None:
     """Mid-epoch checkpoint: the state at the epoch's start plus the cursor (RNG states as tensors)."""
     rng = {k: cursor.pop(k) for k in ("torch_rng", "gen_rng", "cuda_rng") if k in cursor}
-    state = {**epoch_state, "cursor": cursor, "seconds": time.time() - started}
+    state = {**epoch_state, "cursor": cursor, "seconds": time.time() - started, **scaler_state(run)}
     save_checkpoint(run.checkpoint, run.model, optimizer, state, extra=rng)
 
 
@@ -111,7 +116,7 @@ def _run_epoch(run: PruneRun, sched: PhaseSchedule, net, optimizer, epoch: int, 
         "seconds": round(time.time() - t0, 1),
     }
     state["history"].append(record)
-    save_checkpoint(run.checkpoint, run.model, optimizer, state)
+    save_checkpoint(run.checkpoint, run.model, optimizer, {**state, **scaler_state(run)})
     distributed.barrier()
     usage = ""
     if sched.name == "joint":
@@ -144,16 +149,24 @@ def _run_phase(run: PruneRun, phase: str, state: dict, started: float) -> None:
         print(f"[prune] dense test accuracy {dense.accuracy:.4f}", flush=True)
     state.update(phase=PHASES[sched.index + 1], epoch=0, step=0, seconds=time.time() - started, cursor=None)
     if main:
-        save_checkpoint(run.checkpoint, model, None, state)
+        save_checkpoint(run.checkpoint, model, None, {**state, **scaler_state(run)})
     distributed.barrier()
+
+
+def resume_state(run: PruneRun) -> dict:
+    """The checkpoint's JSON state (fresh without one); restores the fp16 loss scaler's scale."""
+    if not run.checkpoint.is_file():
+        return fresh_state()
+    state = checkpoint_state(run.checkpoint)
+    print(f"[prune] resuming from {run.checkpoint}: phase {state['phase']}, epoch {state['epoch']}", flush=True)
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    return state
 
 
 def train_phases(run: PruneRun) -> dict:
     """Train (or resume) both phases; returns the final state (history, dense accuracy, seconds)."""
-    state = fresh_state()
-    if run.checkpoint.is_file():
-        state = checkpoint_state(run.checkpoint)
-        print(f"[prune] resuming from {run.checkpoint}: phase {state['phase']}, epoch {state['epoch']}", flush=True)
+    state = resume_state(run)
     started = time.time() - state["seconds"]
     finished_before = state["phase"] == "done"  # killed after training, before the final files
     for phase in PHASES[:2]:
