@@ -15,13 +15,14 @@ from conftest import ROOT, one_line_error
 from headsteer.activations import Activations
 from headsteer.config import ModelConfig, SteerConfig
 from headsteer.config_loader import load_config
+from headsteer.data import seeded_subset
 from headsteer.model import build_model
 from headsteer.model.configured import study_layers
 from headsteer.sae.topk import TopKSAE
 from headsteer.stages import run_stage
 from headsteer.steer.stats import index_sets, latent_frequencies
 from headsteer.steer.steering import steer
-from headsteer.steer.study import study_layer, study_rows
+from headsteer.steer.study import study_layer
 from headsteer.steer.tails import GeneralTail, make_tail
 
 FAST_STEER = ["steer.alpha_step=0.5", "steer.modes=[pre_topk]", "steer.bootstrap=100", "steer.random_draws=3"]
@@ -107,11 +108,13 @@ def test_layers_all_skips_block_0_and_block_0_is_refused(smoke_cfg, capsys, fash
     assert not (tmp_path / "prune").exists()  # refused before any training
 
 
-def test_study_rows_are_a_fixed_seeded_subset():
-    rows = study_rows(1000, 100, seed=4)
-    assert torch.equal(rows, study_rows(1000, 100, seed=4)) and not torch.equal(rows, study_rows(1000, 100, seed=5))
+def test_seeded_subset_is_fixed_by_its_seed():
+    rows = seeded_subset(1000, 100, seed=4)
+    assert torch.equal(rows, seeded_subset(1000, 100, seed=4)) and not torch.equal(
+        rows, seeded_subset(1000, 100, seed=5)
+    )
     assert rows.numel() == 100 and rows.unique().numel() == 100 and torch.equal(rows, rows.sort().values)
-    assert study_rows(1000, None, 0) is None and study_rows(50, 100, 0) is None
+    assert seeded_subset(1000, None, 0) is None and seeded_subset(50, 100, 0) is None
 
 
 def _override_forward(model, images, layer, x_tilde):

@@ -4,10 +4,10 @@ images in class folders (imagefolder)."""
 from __future__ import annotations
 
 from headsteer.config import DataConfig
-from headsteer.data.base import ImageDataset, ImageSplit, batch_indices, iterate
+from headsteer.data.base import ImageDataset, ImageSplit, batch_indices, iterate, seeded_subset
 from headsteer.data.transforms import BatchTransform
 
-__all__ = ["ImageDataset", "ImageSplit", "BatchTransform", "batch_indices", "iterate", "load_dataset"]
+__all__ = ["ImageDataset", "ImageSplit", "BatchTransform", "batch_indices", "iterate", "load_dataset", "seeded_subset"]
 
 
 def load_dataset(cfg: DataConfig) -> ImageDataset:

@@ -69,6 +69,13 @@ def batch_indices(
     return batches
 
 
+def seeded_subset(n: int, k: int | None, seed: int) -> torch.Tensor | None:
+    """Sorted indices of a fixed seeded subset of k of n rows; None (every row) when k is None or >= n."""
+    if k is None or k >= n:
+        return None
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed))[:k].sort().values
+
+
 def iterate(split: ImageSplit, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Sequential (images uint8, labels) batches over a split."""
     for idx in batch_indices(len(split), batch_size, shuffle=False):

@@ -9,7 +9,7 @@ import torch
 
 from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit
-from headsteer.data.lazy import LazyImages, keep_in_memory
+from headsteer.data.lazy import LazyImages, decide_in_memory
 from headsteer.data.pil_images import channel_stats, common_shape, header, to_uint8
 from headsteer.errors import HeadsteerError
 
@@ -94,8 +94,7 @@ def load_hf(cfg: DataConfig) -> ImageDataset:
             )
     heads = [h for _, split in parts.values() for h in _headers(split, col, root)]
     gray, shape = common_shape(heads, cfg.image_size, root)
-    n_train = min(len(parts["train"][1]), cfg.train_limit or len(parts["train"][1]))  # what the run will hold
-    in_memory = keep_in_memory(cfg.in_memory, n_train * shape[0] * shape[1] * shape[2])
+    in_memory = decide_in_memory(cfg, len(parts["train"][1]), shape)
     labels = {key: torch.tensor(split[label_col], dtype=torch.int64) for key, (_, split) in parts.items()}
     splits = {
         key: ImageSplit(_images(split, col, gray, cfg.image_size, shape, f"{root} ({name})", in_memory), labels[key])

@@ -12,13 +12,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from torchvision.datasets import ImageFolder
 
 from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit
-from headsteer.data.lazy import LazyImages, keep_in_memory
-from headsteer.data.pil_images import channel_stats, common_shape, header, to_uint8
+from headsteer.data.lazy import LazyImages, decide_in_memory
+from headsteer.data.pil_images import channel_stats, common_shape, decode, header, to_uint8
 from headsteer.errors import HeadsteerError
 
 LAYOUT = "train/<class>/*.png|jpg|... and test/<class>/* (or val/<class>/*)"
@@ -47,19 +47,10 @@ def _scan(folder: Path) -> ImageFolder:
         raise HeadsteerError(f"{folder}: {exc}; every class folder needs at least one image ({LAYOUT})") from None
 
 
-def _decode(path: str) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img.copy()
-    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
-        raise HeadsteerError(f"cannot read image {path} ({type(exc).__name__}); delete or replace the file") from None
-
-
 def _images(paths: list[str], gray: bool, size: int | None, shape: tuple, where: str, in_memory: bool):
     """The split's (N, C, H, W) uint8 images: decoded now, or on demand (the streaming path)."""
     if in_memory:
-        return to_uint8((_decode(p) for p in paths), len(paths), gray, size, where)
+        return to_uint8((decode(p) for p in paths), len(paths), gray, size, where)
     return LazyImages(len(paths), shape, PathDecoder(paths), gray, size, where)
 
 
@@ -71,7 +62,7 @@ class PathDecoder:
         self.paths = paths
 
     def __call__(self, rows: list[int]) -> list[Image.Image]:
-        return [_decode(self.paths[r]) for r in rows]
+        return [decode(self.paths[r]) for r in rows]
 
 
 def _classes(base: Path, found: dict) -> list[str]:
@@ -96,8 +87,7 @@ def load_imagefolder(cfg: DataConfig) -> ImageDataset:
     classes = _classes(base, found)
     paths = {name: [path for path, _ in f.samples] for name, f in found.items()}
     gray, shape = common_shape([header(p, p) for name in paths for p in paths[name]], cfg.image_size, str(base))
-    n_train = min(len(paths["train"]), cfg.train_limit or len(paths["train"]))  # what the run will hold
-    in_memory = keep_in_memory(cfg.in_memory, n_train * shape[0] * shape[1] * shape[2])
+    in_memory = decide_in_memory(cfg, len(paths["train"]), shape)
     splits = {
         name: ImageSplit(
             _images(paths[name], gray, cfg.image_size, shape, found[name].root, in_memory),

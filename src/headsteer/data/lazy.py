@@ -8,12 +8,14 @@ order, resume and DDP sharding stay those of the index batches, exactly as in me
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Iterable, Iterator
 
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
+from headsteer.config import DataConfig
 from headsteer.data.pil_images import to_uint8
 from headsteer.errors import HeadsteerError
 
@@ -24,6 +26,12 @@ AUTO_LIMIT_BYTES = 4 * 2**30
 def keep_in_memory(setting: bool | str, train_bytes: int) -> bool:
     """data.in_memory: true / false, or 'auto' (by the size of the decoded training images)."""
     return setting if isinstance(setting, bool) else train_bytes <= AUTO_LIMIT_BYTES
+
+
+def decide_in_memory(cfg: DataConfig, n_train: int, shape: tuple[int, int, int]) -> bool:
+    """`keep_in_memory` for n_train training images of shape (C, H, W), as many as data.train_limit keeps."""
+    kept = min(n_train, cfg.train_limit or n_train)
+    return keep_in_memory(cfg.in_memory, kept * math.prod(shape))
 
 
 class LazyImages:

@@ -10,29 +10,47 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms import v2
 
+from headsteer.data.base import seeded_subset
 from headsteer.errors import HeadsteerError
 
 GRAY_MODES = ("L", "1", "I;16", "I")
 
 
-def header(source: str | bytes, name: str) -> tuple[str, tuple[int, int]]:
-    """(mode, (width, height)) of an image file or its bytes, from the header alone (no pixel decoding)."""
+def _read(source: str | bytes, name: str, pixels: bool):
+    """Open an image file or its bytes; the header alone, or (pixels) the decoded image. Unreadable -> one line."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-            return img.mode, img.size
+            if not pixels:
+                return img.mode, img.size
+            img.load()
+            return img.copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         raise HeadsteerError(f"cannot read image {name} ({type(exc).__name__}); delete or replace it") from None
+
+
+def header(source: str | bytes, name: str) -> tuple[str, tuple[int, int]]:
+    """(mode, (width, height)) of an image file or its bytes, from the header alone (no pixel decoding)."""
+    return _read(source, name, pixels=False)
+
+
+def decode(path: str) -> Image.Image:
+    """The decoded image of a file."""
+    return _read(path, path, pixels=True)
+
+
+def mixed_sizes(where: str, a: tuple[int, int], b: tuple[int, int]) -> HeadsteerError:
+    """The one-line error for images of different sizes (a, b: (width, height)) without data.image_size."""
+    return HeadsteerError(
+        f"images in {where} have different sizes ({a[0]}x{a[1]}, {b[0]}x{b[1]}, ...); set data.image_size=N "
+        "to resize and centre-crop them to N x N"
+    )
 
 
 def common_shape(heads: list[tuple[str, tuple[int, int]]], size: int | None, where: str) -> tuple[bool, tuple]:
     """(gray, (C, H, W)) of a dataset from its images' headers; mixed sizes need `size` (data.image_size)."""
     sizes = sorted({s for _, s in heads})
     if size is None and len(sizes) > 1:
-        (w1, h1), (w2, h2) = sizes[:2]
-        raise HeadsteerError(
-            f"images in {where} have different sizes ({w1}x{h1}, {w2}x{h2}, ...); set data.image_size=N "
-            "to resize and centre-crop them to N x N"
-        )
+        raise mixed_sizes(where, *sizes[:2])
     gray = all(mode in GRAY_MODES for mode, _ in heads)
     h, w = (size, size) if size else sizes[0][::-1]
     return gray, (1 if gray else 3, h, w)
@@ -45,10 +63,7 @@ def to_uint8(images: Iterable[Image.Image], n: int, gray: bool, size: int | None
     out, first = None, None
     for i, img in enumerate(images):
         if resize is None and first is not None and img.size != first:
-            raise HeadsteerError(
-                f"images in {where} have different sizes ({first[0]}x{first[1]}, {img.size[0]}x{img.size[1]}, ...); "
-                "set data.image_size=N to resize and centre-crop them to N x N"
-            )
+            raise mixed_sizes(where, first, img.size)
         first = first or img.size
         t = torch.from_numpy(np.asarray(img.convert("L" if gray else "RGB")).copy())
         t = t[None] if gray else t.permute(2, 0, 1)
@@ -66,9 +81,8 @@ STAT_IMAGES = 2000
 def channel_stats(images, chunk: int = 1024) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and (unbiased) std in [0, 1] of (N, C, H, W) uint8 training images, summed in
     float64 chunk by chunk: all of them in memory, a seeded sample of STAT_IMAGES of a streamed split."""
-    rows = torch.arange(len(images))
-    if not isinstance(images, torch.Tensor):
-        rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:STAT_IMAGES].sort().values
+    rows = None if isinstance(images, torch.Tensor) else seeded_subset(len(images), STAT_IMAGES, seed=0)
+    rows = torch.arange(len(images)) if rows is None else rows
     total = sq = 0.0
     for part in rows.split(chunk):
         x = images[part].double().div(255)  # (b, C, H, W)

@@ -15,7 +15,7 @@ import torch
 
 from headsteer.activations import Activations, extracted_layers, load_split
 from headsteer.config import RunConfig
-from headsteer.data import iterate
+from headsteer.data import iterate, seeded_subset
 from headsteer.io import read_tensors, write_json, write_tensors
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.model.macs import macs_per_head
@@ -75,13 +75,13 @@ def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: 
     """Kept / dropped / each-dropped accuracy of every pruned layer: the steered layer on every test image
     (through the sweep's cache, with the oracle bounds over all head patterns), the others on a seeded
     subset of `steer.sensitivity_images`, one layer at a time (tokens on the CPU)."""
-    model, layer, n = pm.model, steered.tail.layer, len(test)
-    k = n if cfg.steer.sensitivity_images is None else min(n, cfg.steer.sensitivity_images)
-    rows = torch.randperm(n, generator=torch.Generator().manual_seed(cfg.seed + 17))[:k].sort().values
+    model, layer = pm.model, steered.tail.layer
+    rows = seeded_subset(len(test), cfg.steer.sensitivity_images, cfg.seed + 17)
+    sub = test.take(rows)
     table = {layer: layer_sensitivity(steered, test.labels, test.predictions, oracle=True)}
     for i in (i for i in model.pruned_layers if i != layer):
         cache = OutcomeCache(make_tail(model, i, [captured_tokens(cfg, pm, i, rows)]), cfg.steer.batch_size)
-        table[i] = layer_sensitivity(cache, test.labels[rows], test.predictions[rows])
+        table[i] = layer_sensitivity(cache, sub.labels, sub.predictions)
     layers = sorted(table)
     rep = table[layer]
     return {
@@ -92,7 +92,7 @@ def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: 
         "range_pts": rep.range_pts,
         "oracle": rep.oracle,
         "table": [table[i].as_dict() for i in layers],
-        "subset_images": k,
+        "subset_images": len(sub),
         "can_show_accuracy_effects": not rep.small,
     }
 
@@ -155,7 +155,7 @@ def latent_head_effects(
     sc = cfg.steer
     lat = read_tensors(folder / "latents.safetensors")
     alive = (lat["freq_overall"] > 0).nonzero().squeeze(1)
-    rows = study.study_rows(len(test), sc.effect_images, cfg.seed + 1)
+    rows = seeded_subset(len(test), sc.effect_images, cfg.seed + 30)
     x = test.take(rows).cls.to(sae.W_dec.device)
     effect = head_effects(pm.model, sae, layer, x, alive, sc.alpha_max, sc.mode, sc.batch_size)
     write_tensors(folder / "latents.safetensors", {**lat, "head_effect": effect, "head_effect_latents": alive})
@@ -188,7 +188,7 @@ def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path
         sae = TopKSAE.of_run(cfg.out, layer, expected_d_in=pm.model.embed_dim).to(device).eval()
         train, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
         sets = latent_sets(cfg, sae, train, len(pm.data.classes), folder / f"latents_layer_{layer}.safetensors")
-        rows = study.study_rows(len(test), sc.study_images, cfg.seed)
+        rows = seeded_subset(len(test), sc.study_images, cfg.seed + 29)
         tokens = captured_tokens(cfg, pm, layer, rows)
         out[layer] = study.study_layer(pm.model, layer, sae, sets, test.take(rows), tokens, sc, cfg.seed)
         print(f"[steer] layer study: layer {layer} in {out[layer]['seconds']:.1f}s", flush=True)

@@ -27,13 +27,6 @@ from headsteer.steer.uncertainty import Bootstrap
 from headsteer.steer.verdict import verdicts
 
 
-def study_rows(n: int, images: int | None, seed: int) -> torch.Tensor | None:
-    """Sorted indices of the fixed seeded test subset of the study; None = every image."""
-    if images is None or images >= n:
-        return None
-    return torch.randperm(n, generator=torch.Generator().manual_seed(seed + 29))[:images].sort().values
-
-
 def entry(layer, images, alphas, unsteered, curve, band, threshold, verdict, sensitivity, seconds) -> dict:
     """One layer's record in `layer_study` (steer metrics) and `by_layer` (results.json)."""
     return {
