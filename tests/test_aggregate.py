@@ -57,16 +57,25 @@ def _results(seed: int, extras: bool = True) -> dict:
         "overlap": {"global_vs_per_class_iou": v["iou"], "global_vs_per_class_frac": 0.3},
     }
     if extras:
-        doc["verdict"] = {
-            "per_class": {
-                "vs_threshold": {"delta": PC_DELTA[seed], "ci": [0.0, 0.04], "call": "beats"},
-                "vs_mean_shift": {"delta": -0.01, "ci": [-0.02, -0.005], "call": "loses"},
-            },
-            "global": {
-                "vs_threshold": {"delta": 0.01, "ci": [-0.01, 0.02], "call": GLOBAL_CALL[seed]},
-                "vs_mean_shift": None,
-            },
+        doc["verdicts"] = {
+            "pre_topk": {
+                "true": {
+                    "per_class": {
+                        "vs_threshold": {"delta": PC_DELTA[seed], "ci": [0.0, 0.04], "call": "beats"},
+                        "vs_mean_shift": {"delta": -0.01, "ci": [-0.02, -0.005], "call": "loses"},
+                        "low_usage": None,
+                        "reach": {"min_usage": {"usage": 0.4 + seed / 100}},
+                    },
+                    "global": {
+                        "vs_threshold": {"delta": 0.01, "ci": [-0.01, 0.02], "call": GLOBAL_CALL[seed]},
+                        "vs_mean_shift": None,
+                        "low_usage": {"vs_threshold": {"delta": -0.02, "ci": [-0.03, -0.01], "call": "loses"}},
+                        "reach": {"min_usage": {"usage": 0.2}},
+                    },
+                }
+            }
         }
+        doc["answer"] = {"sentence": f"No, at layer 5: nothing beats{' (seed %d)' % seed}. More."}
         doc["sensitivity"] = {
             "steered_layer": 5,
             "layers": [4, 5],
@@ -105,7 +114,8 @@ def _figure(agg, key):
         ("sae.reconstruction.accuracy_delta", [SEEDS[s]["rec"] for s in range(3)]),
         ("steering.true.per_class.head_usage_change", [-USAGE_DROP[s] for s in range(3)]),
         ("steering.true.random.accuracy_change", [RANDOM_ACC[s] for s in range(3)]),
-        ("verdict.per_class.vs_threshold.delta", [PC_DELTA[s] for s in range(3)]),
+        ("verdicts.pre_topk.true.per_class.vs_threshold.delta", [PC_DELTA[s] for s in range(3)]),
+        ("verdicts.pre_topk.true.per_class.min_usage", [0.4 + s / 100 for s in range(3)]),
         ("sensitivity.range_pts", [SEEDS[s]["sens"] for s in range(3)]),
     ],
 )
@@ -120,10 +130,14 @@ def test_mean_and_sample_sd_per_figure(runs, key, per_seed):
 
 def test_conclusions_that_hold_and_that_differ(runs):
     texts = [c.text for c in aggregate(runs).conclusions]
-    assert "holds in every seed: per_class beats threshold" in texts
-    assert "holds in every seed: per_class loses to mean-shift" in texts
-    assert "differs across seeds: global vs threshold: beats (seeds 0, 1), matches (seed 2)" in texts
+    assert "holds in every seed: per_class (pre_topk, true labels) beats threshold" in texts
+    assert "holds in every seed: per_class (pre_topk, true labels) loses to mean-shift" in texts
+    assert "differs across seeds: global (pre_topk) vs threshold: beats (seeds 0, 1), matches (seed 2)" in texts
+    assert "holds in every seed: global (pre_topk) loses to threshold in the low-usage part" in texts
+    assert "holds in every seed: the answer is: No, at layer 5" in texts
     assert not any("global" in t and "mean-shift" in t for t in texts)  # null in every seed: nothing to conclude
+    holds = [c.holds for c in aggregate(runs).conclusions]
+    assert holds == sorted(holds, reverse=True)  # conclusions that hold in every seed lead
     usage = "holds in every seed: steered-layer usage goes down under per_class steering (true labels), α 0 → 1"
     assert usage in texts
     random_acc = (
@@ -143,17 +157,17 @@ def test_files_written(runs, tmp_path):
     md = (tmp_path / "out" / "aggregate.md").read_text()
     assert "| figure | seeds 0, 1, 2 | mean ± sd |" in md
     assert "| dense accuracy | 91.00, 90.50, 91.50 % | 91.00 ± 0.50 % |" in md
-    assert "- holds in every seed: per_class beats threshold" in md
+    assert "- holds in every seed: per_class (pre_topk, true labels) beats threshold" in md
     html = page.read_text()
     assert "<style>" in html and "http" not in html and "<link" not in html and "<script" not in html
-    assert "differs across seeds: global vs threshold" in html
+    assert "differs across seeds: global (pre_topk) vs threshold" in html
 
 
 def test_results_without_verdict_or_sensitivity(tmp_path):
-    """Today's results.json (no `verdict`, no `sensitivity`) aggregates; a key only some seeds have shows "—"."""
+    """A results.json without `verdicts` or `sensitivity` aggregates; a key only some seeds have shows "—"."""
     old = [_make_run(tmp_path / f"old{s}", s, extras=False) for s in range(3)]
     agg = aggregate(old)
-    assert not any(f.key.startswith(("verdict.", "sensitivity.")) for f in agg.figures)
+    assert not any(f.key.startswith(("verdicts.", "sensitivity.")) for f in agg.figures)
     assert not any(" vs " in c.subject for c in agg.conclusions)
     assert _figure(agg, "pruned.accuracy").sd == pytest.approx(np.std([0.890, 0.884, 0.893], ddof=1))
     write_aggregate(agg, tmp_path / "out")
@@ -163,7 +177,10 @@ def test_results_without_verdict_or_sensitivity(tmp_path):
     sens = _figure(agg, "sensitivity.range_pts")
     assert sens.values == [0.3, None, None] and sens.mean == 0.3 and sens.sd is None
     texts = [c.text for c in agg.conclusions]
-    assert "differs across seeds: per_class vs threshold: beats (seed 0), missing (seeds 1, 2)" in texts
+    assert (
+        "differs across seeds: per_class (pre_topk, true labels) vs threshold: beats (seed 0), missing (seeds 1, 2)"
+        in texts
+    )
     write_aggregate(agg, tmp_path / "mixed")
     assert (
         "| steered-layer sensitivity (range_pts) | 0.30, —, — pts | 0.30 pts |"
@@ -176,7 +193,7 @@ def test_cli_writes_next_to_the_runs_and_prints_conclusions(runs, tmp_path, caps
     assert main(["aggregate", *map(str, runs)]) == 0
     out = capsys.readouterr().out
     assert str(tmp_path.resolve() / "aggregate" / "aggregate.html") in out
-    assert "  - holds in every seed: per_class beats threshold" in out
+    assert "  - holds in every seed: per_class (pre_topk, true labels) beats threshold" in out
     assert main(["aggregate", str(runs[0]), "--out", str(tmp_path / "elsewhere"), *map(str, runs[1:])]) == 0
     assert (tmp_path / "elsewhere" / "aggregate.md").is_file()
 

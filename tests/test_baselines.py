@@ -89,14 +89,13 @@ def test_compare_at_equal_usage():
     base_correct = (torch.rand(n, 8, generator=g) < 0.6).float()
     better = torch.maximum(base_correct, (torch.rand(n, 8, generator=g) < 0.2).float())  # ~ +8 pts everywhere
     u = usage.expand(n, -1)
-    c = compare(Bootstrap.draw(n, 300, seed=0), (better, u), (base_correct, u))
+    c = compare(Bootstrap.draw(n, 300, seed=0), (better, u), (base_correct, u), 0.6, 0.5)
     gaps = (better - base_correct).mean(0).double().numpy()  # per point; the curves share their usage values
     true_gap = np.interp(np.linspace(0.2, 0.9, 21), usage.double().numpy(), gaps).mean()
     assert c.call == "beats" and c.delta == pytest.approx(true_gap, abs=1e-6) and c.ci[0] > 0
-    same = compare(Bootstrap.draw(n, 300, seed=0), (base_correct, u), (base_correct, u))
-    assert same.call == "matches" and same.delta == 0.0
-    apart = compare(Bootstrap.draw(n, 50, seed=0), (better, u * 0.1), (base_correct, u * 0.1 + 0.5))
-    assert apart.call == "no overlap" and apart.delta is None
+    apart = compare(Bootstrap.draw(n, 50, seed=0), (better, u * 0.1), (base_correct, u * 0.1 + 0.5), 0.6, 0.5)
+    assert apart.call == "range too narrow" and apart.delta is None
+    assert apart.strategy_range == pytest.approx([0.02, 0.09]) and apart.baseline_range == pytest.approx([0.52, 0.59])
     # curve reading: ties in usage are averaged, then interpolated
     assert curve_at(np.array([0.2, 0.2, 0.6]), np.array([0.5, 0.7, 1.0]), np.array([0.4])).tolist() == [0.8]
 

@@ -36,13 +36,30 @@ def test_results_json_schema(pipeline):
     )
     t = st["threshold"]
     assert t["knob"] == "shift" and 0.0 in t["values"] and min(t["head_usage"]) == 0.0 and max(t["head_usage"]) == 1.0
-    assert set(st["mean_shift"]) == {"true", "predicted"} and len(st["mean_shift"]["true"]["accuracy"]) == 31
+    ms = st["mean_shift"]["true"]
+    assert set(st["mean_shift"]) == {"true", "predicted"} and set(st["alphas"]) <= set(ms["values"])
+    assert ms["values"] == sorted(ms["values"]) and len(ms["accuracy"]) == len(ms["values"]) >= 31  # grid + reach
     assert len(st["top_classes"]) == 5 and {"gain_ci", "accuracy_no_sae", "images"} <= set(st["top_classes"][0])
     sel = st["top_classes_selection"]
     assert sel["selection_images"] + sel["report_images"] == 160 and len(sel["all_classes"]) == 10
-    for strategy, v in r["verdict"].items():
-        assert v["vs_threshold"]["call"] in ("beats", "matches", "loses", "no overlap")
-        assert (v["vs_mean_shift"] is None) == (strategy in ("global", "random"))
+    calls = ("beats", "loses", "matches", "inconclusive", "borderline", "range too narrow")
+    assert set(r["verdicts"]) == {"pre_topk", "post_topk", "additive"}  # every mode is judged
+    for by_source in r["verdicts"].values():
+        assert set(by_source) == {"true", "predicted"}
+        for strategy, v in by_source["true"].items():
+            assert v["vs_threshold"]["call"] in calls and {"span_pts", "stake_pts", "ci_mc_error"} <= set(
+                v["vs_threshold"]
+            )
+            assert (v["vs_mean_shift"] is None) == (strategy in ("global", "random"))
+            reach = v["reach"]
+            assert (
+                reach["min_usage"]["usage"] <= reach["max_usage"]["usage"]
+                and len(reach["min_usage"]["accuracy_ci"]) == 2
+            )
+            assert min(reach["alphas"]) <= -1.5 and max(reach["alphas"]) >= 1.5
+    assert r["answer"]["sentence"].startswith(("Yes, at layer 1", "No, at layer 1", "No answer at layer 1"))
+    assert r["judging"]["reach"] == {"factor": 2.0, "tol": 0.005, "cap": 1000.0} and r["judging"]["bootstrap"] >= 1
+    assert len(r["answer"]["table"]) == 3 * (2 * 2 + 2)  # modes x (class-conditioned x sources + class-free)
     sens = r["sensitivity"]
     assert sens["steered_layer"] == 1 and sens["layers"] == [0, 1] and len(sens["table"][1]["head_dropped"]) == 6
     assert sens["range_pts"] == pytest.approx(100 * (sens["all_kept"][1] - sens["all_dropped"][1]))

@@ -9,6 +9,7 @@ from headsteer.errors import HeadsteerError
 from headsteer.model import build_model
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.alphas import alpha_grid
+from headsteer.steer.reach import ReachSettings
 from headsteer.steer.stats import class_overlap, index_sets, iou, latent_frequencies, overlap_frac
 from headsteer.steer.steering import steer, steer_codes
 from headsteer.steer.sweep import Scorer, SweepGrid, run_sweep
@@ -244,3 +245,40 @@ def test_sparse_steering_equals_a_dense_reference(mode):
                 order = sorted(range(300), key=lambda j: (-u[b, j].item(), -pre[b, j].item(), j))[:k]
                 ref[b, order] = u[b, order].relu()
         torch.testing.assert_close(steer_codes(pre, S, alpha, mode, k), ref, atol=1e-6, rtol=0)
+
+
+def test_reach_points_match_naive_loop():
+    """Every point walked past the grid equals a full forward with the overridden decision input, in every
+    mode, label source and strategy (class-conditioned cells differ by mode and source)."""
+    model, images, labels = _model_and_data()
+    sae, layer = _sae(48), 1
+    with torch.no_grad():
+        base = model(images, capture=(layer,))
+    tokens = base.captured[layer]
+    sets = index_sets(latent_frequencies(sae.encode(tokens[:, 0]) > 0, labels, 10), size=8, seed=0, random_draws=2)
+    pred = base.logits.argmax(1)
+    test = Activations(cls=tokens[:, 0], labels=labels, predictions=pred, masks=base.masks.to(torch.uint8))
+    grid = SweepGrid(
+        ["pre_topk", "post_topk", "additive"], ["true", "predicted"], ["per_class", "random"], [-1.5, 0.0, 1.5]
+    )
+    scorer = Scorer(OutcomeCache(GeneralTail(model, layer, [tokens]), batch_size=16), test, layer, model.pruned_layers)
+    res = run_sweep(model, sae, scorer, test, sets, grid, 16, 2, ReachSettings(cap=12.0))
+    for (mi, mode), (li, source), (si, strategy) in itertools.product(
+        *(enumerate(axis) for axis in (grid.modes, grid.label_sources, grid.strategies))
+    ):
+        r = res.reaches[(mi, li, si)]
+        assert r.alphas[0] == 3.0 and set(r.saturated) == {"positive", "negative"}
+        classes = labels if source == "true" else pred
+        draws = sets.random_draws if strategy == "random" else [sets.get(strategy)]
+        for alpha, point in zip(r.alphas, r.scores, strict=True):
+            fulls = [
+                _override_forward(
+                    model, images, layer, steer(sae, tokens[:, 0], sets.masks_of(s, classes, 192), alpha, mode).detach()
+                )
+                for s in draws
+            ]
+            acc = sum((f.logits.argmax(1) == labels).float().mean().item() for f in fulls) / len(fulls)
+            usage = sum(f.masks[:, layer].mean().item() for f in fulls) / len(fulls)
+            assert point.correct.mean().item() == pytest.approx(acc) and point.usage.mean().item() == pytest.approx(
+                usage
+            )

@@ -44,7 +44,7 @@ class SteerConfig:
     """Samples per steering step."""
     random_draws: int = 10
     """Independent draws R of the random set. The `random` curve is their mean (per image), shown with
-    the 2.5-97.5 % band over draws."""
+    their band over draws (2.5-97.5 % with 40 draws or more, else the range over the draws)."""
     bootstrap: int = 1000
     """Paired bootstrap resamples of the test images behind every CI (seeded by `seed`); the same
     resamples serve every point, so differences between points are paired."""
@@ -61,6 +61,25 @@ class SteerConfig:
     sensitivity_images: Optional[int] = 2000
     """Test images (seeded subset) for the head sensitivity of the layers other than the steered one;
     None = all. The steered layer always uses every test image."""
+    reach: bool = True
+    """Past both ends of the alpha grid, keep steering (alpha times `reach_factor` per step) until the
+    steered layer's usage stops moving, for every strategy, mode and label source (and the mean-shift
+    baseline); the verdicts then cover the whole usage range each one reaches."""
+    reach_factor: float = 2.0
+    """Growth of |alpha| per reach step (1.5, 3, 6, 12, ... with the default grid)."""
+    reach_tol: float = 0.005
+    """Usage is saturated when one reach step moves it by less than this."""
+    reach_cap: float = 1000.0
+    """Largest |alpha| tried; a side still moving there is reported as not saturated."""
+    stake_floor_pts: float = 0.5
+    """A comparison whose baseline moves less than this many accuracy points over the shared usage range
+    (or less than the CI half-width) and whose CI contains 0 is 'inconclusive', not 'matches'."""
+    low_usage_loss_pts: float = 1.0
+    """Where a strategy reaches usage at which the threshold baseline has lost at least this many points
+    from the unsteered accuracy, a second verdict is restricted to that low-usage part."""
+    custom_sets: dict[str, list[int]] = field(default_factory=dict)
+    """Your own latent sets, {name: [latent ids]} (e.g. picked in the report's latent browser), swept
+    beside the built-in strategies with the same CIs and verdicts; each is the same set for every image."""
 
     def __post_init__(self) -> None:
         for name in ("random_draws", "bootstrap", "threshold_levels"):
@@ -84,5 +103,19 @@ class SteerConfig:
                 raise HeadsteerError(f"steer.{name} is empty; list at least one")
         if self.mode not in self.modes:
             raise HeadsteerError(f"steer.mode={self.mode!r} is not in steer.modes={self.modes}; add it")
+        if self.reach_factor <= 1 or self.reach_tol <= 0 or self.reach_cap <= 0:
+            raise HeadsteerError(
+                f"steer reach settings (reach_factor={self.reach_factor}, reach_tol={self.reach_tol}, "
+                f"reach_cap={self.reach_cap}) need reach_factor > 1, reach_tol > 0 and reach_cap > 0"
+            )
+        for name, ids in self.custom_sets.items():
+            if name in ("per_class", "global", "random", "per_class_specific"):
+                raise HeadsteerError(
+                    f"steer.custom_sets.{name}: {name!r} is a built-in strategy; name the set otherwise"
+                )
+            if not ids or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in ids):
+                raise HeadsteerError(
+                    f"steer.custom_sets.{name}={ids} must be a non-empty list of latent ids (integers >= 0)"
+                )
         if self.set_size is not None and self.set_size < 1:
             raise HeadsteerError(f"steer.set_size={self.set_size} must be >= 1 (or null for k)")

@@ -10,6 +10,7 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from headsteer.analysis.answer import comparisons, label
 from headsteer.config_loader import config_diff
 from headsteer.errors import HeadsteerError
 from headsteer.io import read_json
@@ -33,7 +34,14 @@ KINDS |= {"usage_delta": (1, 3, "+", ""), "plain": (1, 4, "", ""), "pts": (1, 2,
 # steering figures: (curve in results.json, what it measures, kind)
 STEERED = [("head_usage", "steered-layer usage", "usage_delta"), ("accuracy", "accuracy", "acc_delta")]
 BASELINES = {"vs_threshold": "threshold", "vs_mean_shift": "mean-shift"}
-VERBS = {"beats": "beats", "matches": "matches", "loses": "loses to", "no overlap": "shares no usage range with"}
+VERBS = {
+    "beats": "beats",
+    "matches": "matches",
+    "loses": "loses to",
+    "inconclusive": "is inconclusive against",
+    "borderline": "is borderline against",
+    "range too narrow": "shares too narrow a usage range with",
+}
 SIGNS = {"down": "goes down", "up": "goes up", "flat": "shows no clear change"}
 EPS = 1e-9  # without a CI (older results.json), a change smaller than this is "flat"
 
@@ -163,10 +171,13 @@ def _readings(results: dict) -> dict[str, Figure]:
     """Every headline figure one results.json has, by key."""
     out = [_one(key, label, kind, _get(results, key)) for key, label, kind in HEADLINE] + _steering(results)
     out += _layer_readings(results)
-    for strategy, by_baseline in (results.get("verdict") or {}).items():
+    for mode, source, strategy, rec in comparisons(results.get("verdicts") or {}):
+        who, key = label(mode, source, strategy), f"verdicts.{mode}.{source}.{strategy}"
+        reach = rec.get("reach") or {}
+        out.append(_one(f"{key}.min_usage", f"{who}: lowest usage reached", "usage", _get(reach, "min_usage.usage")))
         for base, name in BASELINES.items():
-            label = f"{strategy} vs {name}: accuracy change at equal usage"
-            out.append(_one(f"verdict.{strategy}.{base}.delta", label, "acc_delta", _get(by_baseline, f"{base}.delta")))
+            text = f"{who} vs {name}: accuracy change at equal usage"
+            out.append(_one(f"{key}.{base}.delta", text, "acc_delta", _get(rec, f"{base}.delta")))
     return {f.key: f for f in out if f.mean is not None}
 
 
@@ -234,14 +245,32 @@ def _sign(results: dict, key: str, value: float | None) -> str | None:
     return "down" if value < -EPS else "up" if value > EPS else "flat"
 
 
+def _calls(results: list[dict]) -> dict[str, list[str | None]]:
+    """{subject: the call in each seed} of every comparison any seed has (full range, mean-shift, low usage)."""
+    out: dict[str, list[str | None]] = {}
+    for i, r in enumerate(results):
+        for mode, source, strategy, rec in comparisons(r.get("verdicts") or {}):
+            who = label(mode, source, strategy)
+            calls = {
+                f"{who} vs threshold": rec.get("vs_threshold"),
+                f"{who} vs mean-shift": rec.get("vs_mean_shift"),
+                f"{who} vs threshold in the low-usage part": (rec.get("low_usage") or {}).get("vs_threshold"),
+            }
+            for subject, c in calls.items():
+                if c:
+                    out.setdefault(subject, [None] * len(results))[i] = c["call"]
+    return out
+
+
 def _conclusions(results: list[dict], figures: list[Figure], seeds: list[int]) -> list[Conclusion]:
     out = []
-    for strategy in dict.fromkeys(s for r in results for s in (r.get("verdict") or {})):
-        for base, name in BASELINES.items():
-            calls = [(((r.get("verdict") or {}).get(strategy) or {}).get(base) or {}).get("call") for r in results]
-            if any(calls):
-                words = VERBS | {c: c for c in calls if c and c not in VERBS}
-                out.append(_conclude(f"{strategy} vs {name}", f"{strategy} {{}} {name}", calls, seeds, words))
+    answers = [((r.get("answer") or {}).get("sentence") or "").split(":")[0] or None for r in results]
+    if any(answers):
+        out.append(_conclude("the answer", "the answer is: {}", answers, seeds, {a: a for a in answers if a}))
+    for subject, calls in _calls(results).items():
+        who, name = subject.split(" vs ", 1)
+        words = VERBS | {c: c for c in calls if c and c not in VERBS}
+        out.append(_conclude(subject, f"{who} {{}} {name}", calls, seeds, words))
     for fig in figures:
         if fig.key.startswith("steering."):
             who, what = fig.label.split(": ", 1)  # "per_class steering (true labels)", "accuracy change, α 0 → 1.5"
@@ -249,7 +278,8 @@ def _conclusions(results: list[dict], figures: list[Figure], seeds: list[int]) -
             where = f"under {who}, {alpha}"
             signs = [_sign(r, fig.key, v) for r, v in zip(results, fig.values, strict=True)]
             out.append(_conclude(f"{what} {where}", f"{what} {{}} {where}", signs, seeds, SIGNS))
-    return out + _layer_conclusions(results, seeds)
+    out += _layer_conclusions(results, seeds)
+    return sorted(out, key=lambda c: not c.holds)  # conclusions that hold in every seed lead
 
 
 def aggregate(run_dirs: list[Path]) -> Aggregate:

@@ -16,7 +16,7 @@ def write_markdown(path: Path, results: dict, steer: dict, lines: list[str], com
     rows = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in paper_table(results, steer))
     text = (
         f"# headsteer results — {results['dataset']}\n\n"
-        + "\n".join(f"- {ln}" for ln in lines)
+        + "\n".join(f"- {ln}" for ln in [f"Answer: {results['answer']['sentence']}", *lines])
         + f"\n\n| | paper | this run |\n|---|---|---|\n{rows}\n\nReproduce: `{command}`\n"
     )
     write_text(path, text)
@@ -96,7 +96,7 @@ def layer_study_table(results: dict) -> str:
                 else ""
             )
             c = v["vs_threshold"]
-            call = "no overlap" if c["delta"] is None else f"{c['call']} ({100 * c['delta']:+.2f} pts)"
+            call = c["call"] if c["delta"] is None else f"{c['call']} ({100 * c['delta']:+.2f} pts)"
             usage_delta = v["usage"][1] - v["usage"][0]
             body += (
                 f"<tr>{lead}<td>{html.escape(strategy)}</td><td>{v['usage'][0]:.3f} → {v['usage'][1]:.3f}</td>"
@@ -109,6 +109,39 @@ def layer_study_table(results: dict) -> str:
         f"<table><tr><th>layer</th><th>images</th><th>heads kept − dropped (pts)</th><th>strategy</th>"
         f"<th>usage α=0 → α={alpha:g}</th><th>Δ usage (95 % CI)</th><th>Δ accuracy, pts (95 % CI)</th>"
         f"<th>vs threshold at equal usage</th></tr>{body}</table>"
+    )
+
+
+def _range(lo: float, hi: float) -> str:
+    return f"{lo:.2f}–{hi:.2f}"
+
+
+def answer_html(results: dict) -> str:
+    """The generated answer and the compact table (strategy x mode -> reach, verdict, power), and a warning
+    first when pruning missed its usage target."""
+    h = html.escape
+    warn = results["pruned"].get("target_missed")
+    rows = ""
+    for t in results["answer"]["table"]:
+        who = t["strategy"] + (f" ({'true' if t['label_source'] == 'true' else 'pred.'})" if t["label_source"] else "")
+        sat = "" if all(t["saturated"].values()) else " (still moving)"
+        delta = (
+            "—" if t["delta_pts"] is None else f"{t['delta_pts']:+.2f} ({t['ci_pts'][0]:+.2f}..{t['ci_pts'][1]:+.2f})"
+        )
+        stake = "—" if t["stake_pts"] is None else f"{t['stake_pts']:.2f}"
+        cells = [who, t["mode"], _range(*t["usage_range"]) + sat, f"{t['alpha_at_min_usage']:g}", t["vs_threshold"]]
+        cells += [delta, stake, t["low_usage"] or "—", t["vs_mean_shift"] or "—"]
+        rows += "<tr>" + "".join(f"<td>{h(str(c))}</td>" for c in cells) + "</tr>"
+    return (
+        (f'<p class="warn">{h(warn)}</p>' if warn else "")
+        + f'<h2 id="answer">The answer</h2><p class="answer">{h(results["answer"]["sentence"])}</p>'
+        + "<table><tr><th>strategy (labels)</th><th>mode</th><th>usage reached</th><th>α at lowest usage</th>"
+        "<th>vs threshold</th><th>Δ accuracy, pts (95 % CI)</th><th>at stake, pts</th><th>low-usage part</th>"
+        f"<th>vs mean-shift</th></tr>{rows}</table>"
+        '<p class="sub">Each row: every α of the grid and of the walk past it until usage saturates. At stake: '
+        "how far the threshold baseline's accuracy moves over the shared usage range; a CI containing 0 where "
+        "little is at stake is inconclusive, not a match. Borderline: a CI bound within its Monte Carlo error of 0."
+        "</p>"
     )
 
 
@@ -155,6 +188,7 @@ def write_html(
 <p class="sub">{h(r["dataset"])} · {h(r["model"])} · steered layer {r["steering"]["layer"]}
  · mode <code>{h(r["steering"]["mode"])}</code> · git {h(meta.get("git_sha", "?")[:12])}</p>
 <div class="cards">{cards_html}</div>
+{answer_html(r)}
 <h2>Verdict</h2><p class="sub">95 % CIs from a paired bootstrap over test images; a strategy beats a baseline
 only when the whole CI of its accuracy gain at equal usage is above 0.</p>
 <ul class="find">{"".join(f"<li>{h(x)}</li>" for x in verdict)}</ul>

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from headsteer.analysis.answer import comparisons, headline, label, table
+from headsteer.prune.evaluate import TARGET_SLACK
 from headsteer.steer.alphas import nearest_index
 from headsteer.steer.verdict import Comparison, sentence
 
@@ -59,8 +61,8 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
             "unsteered": steer["baseline"],
             "top_classes_selection": {k: v for k, v in steer["top_classes_table"].items() if k != "classes"},
         },
-        "verdict": steer["verdicts"].get("true", {}),
-        "verdict_predicted": steer["verdicts"].get("predicted", {}),
+        "verdicts": steer["verdicts"],
+        "judging": steer["judging"],
         "sensitivity": steer["sensitivity"],
         "overlap": {k: steer["overlap"][k] for k in ("global_vs_per_class_iou", "global_vs_per_class_frac")},
         "class_overlap": {"iou": steer["class_overlap"]["iou"]},
@@ -69,7 +71,22 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
         results["by_layer"] = {  # timings stay in steer/metrics.json: results.json repeats bitwise
             layer: {k: v for k, v in rec.items() if k != "seconds"} for layer, rec in steer["layer_study"].items()
         }
+    results["pruned"]["target_missed"] = target_note(results["pruned"])
+    results["answer"] = {"sentence": headline(results), "table": table(results)}
     return results
+
+
+def target_note(pruned: dict) -> str | None:
+    """A warning when pruning missed its usage target by more than TARGET_SLACK; None when it did not."""
+    usage, target = pruned["head_usage"], pruned["target_usage"]
+    if abs(usage - target) <= TARGET_SLACK:
+        return None
+    return (
+        f"Pruning missed its target: final head usage {usage:.3f} against prune.target_usage {target} (more than "
+        f"{TARGET_SLACK} off), so the steering comparison may be void: the steered layer starts where it should not, "
+        "and ranges of usage may not overlap the baselines'. Train longer (prune.joint_epochs) or raise "
+        "prune.usage_weight, then re-run."
+    )
 
 
 def study_rows(results: dict) -> list[dict]:
@@ -111,17 +128,22 @@ def _at(alphas: list[float], values: list, alpha: float):
     return values[nearest_index(alphas, alpha)]
 
 
-def verdict_lines(results: dict) -> list[str]:
-    """One sentence per strategy and baseline: beats, matches or loses, with the CI."""
-    out = []
-    for source, key in (("true labels", "verdict"), ("predicted class", "verdict_predicted")):
-        for strategy, v in results.get(key, {}).items():
-            if source == "predicted class" and strategy in ("global", "random"):
-                continue  # class-free: identical to the true-label verdict
-            for baseline, name in (("vs_threshold", "threshold"), ("vs_mean_shift", "mean-shift")):
-                if v.get(baseline):
-                    out.append(sentence(f"{strategy} ({source})", name, Comparison(**v[baseline])))
-    return out
+def verdict_lines(results: dict, mode: str | None = None) -> list[str]:
+    """One sentence per comparison of `mode` (default: the headline mode) and baseline, with the CI and
+    what was at stake, then the low-usage verdicts."""
+    mode = mode or results["steering"]["mode"]
+    out, low = [], []
+    for m, source, strategy, v in comparisons({mode: results["verdicts"][mode]}):
+        who = label(m, source, strategy)
+        for baseline, name in (("vs_threshold", "threshold"), ("vs_mean_shift", "mean-shift")):
+            if v.get(baseline):
+                out.append(sentence(who, name, Comparison(**v[baseline])))
+        if v.get("low_usage"):
+            lu = v["low_usage"]
+            low.append(
+                sentence(f"{who}, below usage {lu['usage_limit']:.2f},", "threshold", Comparison(**lu["vs_threshold"]))
+            )
+    return out + low
 
 
 def sensitivity_line(results: dict) -> str:
@@ -184,10 +206,7 @@ def study_lines(results: dict) -> list[str]:
     """One sentence per layer of the layer study: its heads' worth, and each strategy against the threshold."""
     out = []
     for r in study_rows(results):
-        calls = [
-            f"{s} {'no overlap' if v['vs_threshold']['delta'] is None else v['vs_threshold']['call']}"
-            for s, v in r["strategies"].items()
-        ]
+        calls = [f"{s} {v['vs_threshold']['call']}" for s, v in r["strategies"].items()]
         out.append(
             f"Layer {r['layer']} ({r['images']} test images): heads worth {r['range_pts']:+.2f} pts (all kept − "
             f"all dropped); against the threshold baseline at equal usage: " + ", ".join(calls) + "."
@@ -196,8 +215,10 @@ def study_lines(results: dict) -> list[str]:
 
 
 def verdict(results: dict) -> list[str]:
-    """What the report opens with: the steered layer's sensitivity, each strategy's verdict, the layer study."""
-    return [sensitivity_line(results), *verdict_lines(results), *study_lines(results)]
+    """What the report opens with after the answer: a missed pruning target, the steered layer's sensitivity,
+    each headline-mode verdict, the layer study."""
+    missed = [results["pruned"]["target_missed"]] if results["pruned"].get("target_missed") else []
+    return [*missed, sensitivity_line(results), *verdict_lines(results), *study_lines(results)]
 
 
 def findings(results: dict) -> list[str]:

@@ -29,10 +29,13 @@ def _curve(axes, usage, overall, acc, results, style: dict) -> None:
 
 def frontier(results: dict, path: Path) -> Path:
     """Accuracy against steered-layer usage and against attention MACs per image: every strategy (all
-    alphas, true labels, headline mode), the threshold and mean-shift baselines, the unsteered model."""
+    alphas, those walked past the grid included; true labels, headline mode), the threshold and mean-shift
+    baselines, the unsteered model."""
     st = results["steering"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    cells = results.get("verdicts", {}).get(st["mode"], {}).get("true", {})
     for strategy, c in st["curves"].get("true", {}).items():
+        c = cells.get(strategy, {}).get("reach") or c  # with reach: every alpha walked past the grid too
         color, name = _label(strategy)
         _curve(
             axes,
@@ -84,7 +87,8 @@ def frontier(results: dict, path: Path) -> Path:
 
 
 def random_band(results: dict, path: Path) -> Path:
-    """The random strategy over its R draws: mean and 2.5-97.5 % band, accuracy and usage against alpha."""
+    """The random strategy over its R draws: mean and band (95 % with enough draws, else the range), accuracy
+    and usage against alpha."""
     st = results["steering"]
     a, band = np.array(st["alphas"]), st["random_band"]
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
@@ -99,7 +103,7 @@ def random_band(results: dict, path: Path) -> Path:
             scale * np.array(b["hi"]),
             color="#7f7f7f",
             alpha=0.25,
-            label=f"2.5–97.5 % of {band['draws']} draws",
+            label=band["name"],
         )
         ax.plot(a, scale * np.array(b["mean"]), color="#7f7f7f", label="mean over draws")
         ax.set(xlabel="amplification strength α", ylabel=label)

@@ -44,6 +44,13 @@ def block_forward(blk: Block, x: torch.Tensor, head_mask: Optional[torch.Tensor]
     return block_mlp(blk, x)
 
 
+def block_forward_cls(blk: Block, x: torch.Tensor, head_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """`block_forward` for the CLS row alone (keys and values still from every token): (B, N, d) -> (B, 1, d).
+    Enough for the last block under class-token pooling, where no later block reads the other rows."""
+    o = blk.attn.head_outputs(blk.norm1(x), query_rows=slice(0, 1))  # (B, H, 1, D)
+    return block_mlp(blk, x[:, :1] + blk.drop_path1(blk.ls1(blk.attn.project(o, head_mask))))
+
+
 def block_mlp(blk: Block, x: torch.Tensor) -> torch.Tensor:
     """The second half of a timm Block: x + MLP(norm2(x)), for x (B, N, d) after the attention."""
     return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
@@ -179,12 +186,14 @@ class AdaViT(nn.Module):
         capture: tuple[int, ...] = (),
         fixed_masks: Optional[torch.Tensor] = None,
         force: Optional[dict[int, torch.Tensor]] = None,
+        cls_only_last: bool = False,
     ) -> AdaViTOutput:
         """Run blocks start..L-1 on tokens x (B, N, d), then the norm and the head.
 
         fixed_masks (B, L, H): use these head masks instead of the decision networks' (benchmarks,
         controlled experiments). force {layer: (B, H) masks}: these layers keep the given heads, the
-        others decide as usual (sensitivity analysis, steering tails).
+        others decide as usual (sensitivity analysis, steering tails). cls_only_last: compute the last
+        block for the CLS row only (`cls_pooled` models; the logits are the same up to float rounding).
         """
         force = force or {}
         B = x.shape[0]
@@ -205,7 +214,10 @@ class AdaViT(nn.Module):
                 mask, a, det, x = self.head_mask(i, x)
             else:
                 mask, a, det = None, inf, ones
-            x = block_forward(blk, x, mask, skip=self.skip_pruned_heads and not self.training)
+            if cls_only_last and i == self.depth - 1:
+                x = block_forward_cls(blk, x, mask)
+            else:
+                x = block_forward(blk, x, mask, skip=self.skip_pruned_heads and not self.training)
             masks.append(ones if mask is None else mask), logits_all.append(a), det_all.append(det)
         logits = self.head_logits(x)
         return AdaViTOutput(
@@ -215,6 +227,11 @@ class AdaViT(nn.Module):
             decision_masks=torch.stack(det_all, 1),
             captured=captured,
         )
+
+    @property
+    def cls_pooled(self) -> bool:
+        """Whether the head reads the CLS token alone (class-token pooling, no attention pooling)."""
+        return self.vit.global_pool == "token" and self.vit.attn_pool is None
 
     def head_logits(self, x: torch.Tensor) -> torch.Tensor:
         """Final norm, pooling and classifier: tokens leaving the last block (B, N, d) -> (B, num_classes)."""

@@ -12,6 +12,10 @@ from headsteer.data import BatchTransform, ImageSplit, iterate
 from headsteer.model import AdaViT
 from headsteer.runtime import progress
 
+TARGET_SLACK = 0.05
+"""Final head usage further than this from prune.target_usage is a missed pruning target (logged, flagged
+in results.json and at the top of the report: the steering comparison may be void)."""
+
 
 @dataclass
 class EvalResult:

@@ -16,7 +16,7 @@ from headsteer.config import RunConfig
 from headsteer.data import load_dataset
 from headsteer.io import write_json, write_tensors
 from headsteer.model.configured import build_for
-from headsteer.prune.evaluate import EvalResult, evaluate
+from headsteer.prune.evaluate import TARGET_SLACK, EvalResult, evaluate
 from headsteer.prune.train import PruneRun, train_phases
 from headsteer.runtime import resolve_device
 
@@ -84,4 +84,10 @@ def run(cfg: RunConfig, folder: Path) -> dict:
         f"{final.head_usage:.3f} (final layer {final.usage_per_layer[-1]:.3f}, target {p.target_usage})",
         flush=True,
     )
+    if abs(final.head_usage - p.target_usage) > TARGET_SLACK:
+        print(
+            f"[prune] warning: head usage {final.head_usage:.3f} misses prune.target_usage {p.target_usage} by more "
+            f"than {TARGET_SLACK}; the steering comparison may be void (train longer or raise prune.usage_weight)",
+            flush=True,
+        )
     return metrics

@@ -116,10 +116,13 @@ def band_figure(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
     band = results["steering"].get("random_band")
     if not band:
         return []
-    caption = "Mean and 2.5–97.5 % band over independent draws of the random set (same |S|, same mode)."
+    caption = (
+        f"Mean and {band['name']} of the random set (independent draws, same |S|, same mode); a 2.5–97.5 % band "
+        "needs at least 40 draws (steer.random_draws)."
+    )
     return [
         (
-            f"Random latent sets: {band['draws']} draws",
+            f"Random latent sets: {band['name']}",
             tfig.random_band(results, folder / "fig_random_band.png"),
             caption,
         )

@@ -16,6 +16,7 @@ import torch
 from headsteer.activations import Activations, extracted_layers, load_split
 from headsteer.config import RunConfig
 from headsteer.data import iterate, seeded_subset
+from headsteer.errors import HeadsteerError
 from headsteer.io import read_tensors, write_json, write_tensors
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.model.macs import macs_per_head
@@ -25,23 +26,35 @@ from headsteer.steer import study
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.baselines import MeanShift, mean_shift_curve, threshold_curve
 from headsteer.steer.heldout import top_classes_heldout
+from headsteer.steer.judge import Judging, judge_all
 from headsteer.steer.latent_effects import head_effects
-from headsteer.steer.sensitivity import layer_sensitivity
+from headsteer.steer.reach import ReachSettings
+from headsteer.steer.sensitivity import FLOOR_PTS, layer_sensitivity
 from headsteer.steer.stats import IndexSets, index_sets, latent_frequencies
 from headsteer.steer.summary import curves, per_class_cis, random_band, set_overlaps, unsteered
 from headsteer.steer.sweep import Scorer, SweepGrid, SweepResult, run_sweep
 from headsteer.steer.tails import OutcomeCache, make_tail
 from headsteer.steer.uncertainty import Bootstrap
-from headsteer.steer.verdict import verdicts
+
+class_conditioned = IndexSets.class_conditioned
 
 
-def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, path: Path) -> IndexSets:
-    """Latent frequencies and index sets from the TRAIN split, saved to `path` (.safetensors)."""
+def latent_sets(
+    cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, path: Path, custom: dict[str, list[int]]
+) -> IndexSets:
+    """Latent frequencies and index sets from the TRAIN split (plus the `custom` sets), saved to `path`."""
     sc, device = cfg.steer, sae.W_dec.device
     with torch.inference_mode():
         active = torch.cat([(sae.encode(xb.to(device)) > 0).cpu() for xb in train.cls.split(sc.batch_size)])
     freqs = latent_frequencies(active, train.labels, C)
     sets = index_sets(freqs, sc.set_size or sae.k, cfg.seed, sc.min_class_freq, sc.random_draws)
+    for name, ids in custom.items():
+        if max(ids) >= sae.d_sae:
+            raise HeadsteerError(
+                f"steer.custom_sets.{name} holds latent {max(ids)}, but the SAE has {sae.d_sae} latents "
+                f"(ids 0..{sae.d_sae - 1}); fix the ids"
+            )
+        sets.custom[name] = torch.tensor(ids, dtype=torch.long)
     write_tensors(
         path,
         {
@@ -52,6 +65,7 @@ def latent_sets(cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, path: 
             "set_random": sets.random.clone(),
             "set_random_draws": sets.random_draws,
             "set_per_class_specific": sets.per_class_specific,
+            **{f"set_custom.{name}": ids for name, ids in sets.custom.items()},
         },
     )
     return sets
@@ -71,29 +85,34 @@ def captured_tokens(cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Ten
         )
 
 
-def sensitivities(cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: Activations) -> dict:
-    """Kept / dropped / each-dropped accuracy of every pruned layer: the steered layer on every test image
-    (through the sweep's cache, with the oracle bounds over all head patterns), the others on a seeded
-    subset of `steer.sensitivity_images`, one layer at a time (tokens on the CPU)."""
+def sensitivities(
+    cfg: RunConfig, pm: PrunedModel, steered: OutcomeCache, test: Activations, studied: dict[int, dict]
+) -> dict:
+    """Kept / dropped / each-dropped accuracy of every pruned layer, one measurement per layer: the steered
+    layer on every test image (through the sweep's cache, with the oracle bounds over all head patterns),
+    the layers of the layer study as the study measured them (`studied`: layer -> its sensitivity record),
+    the others on a seeded subset of `steer.sensitivity_images`, one layer at a time (tokens on the CPU)."""
     model, layer = pm.model, steered.tail.layer
     rows = seeded_subset(len(test), cfg.steer.sensitivity_images, cfg.seed + 17)
     sub = test.take(rows)
-    table = {layer: layer_sensitivity(steered, test.labels, test.predictions, oracle=True)}
-    for i in (i for i in model.pruned_layers if i != layer):
+    table = {layer: layer_sensitivity(steered, test.labels, test.predictions, oracle=True).as_dict(), **studied}
+    for i in (i for i in model.pruned_layers if i not in table):
         cache = OutcomeCache(make_tail(model, i, [captured_tokens(cfg, pm, i, rows)]), cfg.steer.batch_size)
-        table[i] = layer_sensitivity(cache, sub.labels, sub.predictions)
+        table[i] = layer_sensitivity(cache, sub.labels, sub.predictions).as_dict()
     layers = sorted(table)
+    for rec in table.values():
+        n = rec["images"]
+        rec["subset"] = f"all {n} test images" if n == len(test) else f"a seeded subset of {n} test images"
     rep = table[layer]
     return {
         "steered_layer": layer,
         "layers": layers,
-        "all_kept": [table[i].all_kept for i in layers],
-        "all_dropped": [table[i].all_dropped for i in layers],
-        "range_pts": rep.range_pts,
-        "oracle": rep.oracle,
-        "table": [table[i].as_dict() for i in layers],
-        "subset_images": len(sub),
-        "can_show_accuracy_effects": not rep.small,
+        "all_kept": [table[i]["all_kept"] for i in layers],
+        "all_dropped": [table[i]["all_dropped"] for i in layers],
+        "range_pts": rep["range_pts"],
+        "oracle": rep["oracle"],
+        "table": [table[i] for i in layers],
+        "can_show_accuracy_effects": abs(rep["range_pts"]) >= FLOOR_PTS,
     }
 
 
@@ -108,8 +127,9 @@ def baselines(
         threshold = threshold_curve(scorer, decide(x), cfg.steer.threshold_levels)
         shift = MeanShift.fit(train.cls, train.labels, len(pm.data.classes))
         sources = {"true": test.labels, "predicted": test.predictions}
+        rs = ReachSettings.of(cfg.steer) if cfg.steer.reach else None
         mean_shift = {
-            s: mean_shift_curve(scorer, decide, x, sources[s], shift, alphas) for s in cfg.steer.label_sources
+            s: mean_shift_curve(scorer, decide, x, sources[s], shift, alphas, rs) for s in cfg.steer.label_sources
         }
     return threshold, mean_shift
 
@@ -125,7 +145,9 @@ def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base:
         "random_band": random_band(res, sc.mode),
         "threshold": threshold.summary(),
         "mean_shift": {s: c.summary() for s, c in mean_shift.items()},
-        "verdicts": verdicts(res, sc.mode, boot, threshold, mean_shift),
+        "verdicts": judge_all(
+            res, Judging(boot, threshold, mean_shift, sc.stake_floor_pts, sc.low_usage_loss_pts), class_conditioned
+        ),
         "top_alpha": sc.top_alpha,
     }
     for source, key in (("true", "top_classes"), ("predicted", "top_classes_predicted")):
@@ -174,7 +196,7 @@ def headline_entry(metrics: dict, images: int) -> dict:
         metrics["curves"][source],
         metrics["random_band"],
         metrics["threshold"],
-        metrics["verdicts"][source],
+        metrics["verdicts"][metrics["mode"]][source],
         sens["table"][sens["layers"].index(layer)],
         metrics["timing"]["sweep_seconds"] + metrics["timing"]["analysis_seconds"],
     )
@@ -187,7 +209,7 @@ def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path
     for layer in layers:
         sae = TopKSAE.of_run(cfg.out, layer, expected_d_in=pm.model.embed_dim).to(device).eval()
         train, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
-        sets = latent_sets(cfg, sae, train, len(pm.data.classes), folder / f"latents_layer_{layer}.safetensors")
+        sets = latent_sets(cfg, sae, train, len(pm.data.classes), folder / f"latents_layer_{layer}.safetensors", {})
         rows = seeded_subset(len(test), sc.study_images, cfg.seed + 29)
         tokens = captured_tokens(cfg, pm, layer, rows)
         out[layer] = study.study_layer(pm.model, layer, sae, sets, test.take(rows), tokens, sc, cfg.seed)
@@ -195,23 +217,22 @@ def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path
     return out
 
 
-def run(cfg: RunConfig, folder: Path) -> dict:
-    device, sc = resolve_device(cfg.device), cfg.steer
-    pm = load_pruned(cfg, device)
-    layer, layers = extracted_layers(cfg.out)
+def headline_layer(cfg: RunConfig, pm: PrunedModel, layer: int, folder: Path) -> tuple[dict, OutcomeCache, Activations]:
+    """The headline layer's sweep (every mode, label source and strategy, with reach), baselines and
+    analyses; returns (metrics, the layer's outcome cache, its test activations)."""
+    sc, device, classes = cfg.steer, next(pm.model.parameters()).device, pm.data.classes
     sae = TopKSAE.of_run(cfg.out, layer, expected_d_in=pm.model.embed_dim).to(device).eval()
     train, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
-    classes = pm.data.classes
-    sets = latent_sets(cfg, sae, train, len(classes), folder / "latents.safetensors")
+    sets = latent_sets(cfg, sae, train, len(classes), folder / "latents.safetensors", sc.custom_sets)
     t0 = time.time()
     cache = OutcomeCache(make_tail(pm.model, layer, [captured_tokens(cfg, pm, layer)]), sc.batch_size)
     scorer = Scorer(cache, test, layer, pm.model.pruned_layers)
-    grid = SweepGrid(sc.modes, sc.label_sources, sc.strategies, alpha_grid(sc))
-    res = run_sweep(pm.model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws)
+    grid = SweepGrid(sc.modes, sc.label_sources, sc.strategies + list(sets.custom), alpha_grid(sc))
+    rs = ReachSettings.of(sc) if sc.reach else None
+    res = run_sweep(pm.model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws, rs)
     sweep_seconds, t0 = time.time() - t0, time.time()
     write_sweep(folder, res, classes)
     base = baselines(cfg, pm, scorer, test, train, grid.alphas)
-    boot = Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)
     metrics = {
         "layer": layer,
         "mode": sc.mode,
@@ -220,8 +241,8 @@ def run(cfg: RunConfig, folder: Path) -> dict:
         "classes": classes,
         "tail": type(cache.tail).__name__,
         "baseline": unsteered(test.predictions, test.labels, test.masks[:, layer], len(classes)),
-        **analyses(cfg, res, test, classes, base, boot),
-        "sensitivity": sensitivities(cfg, pm, cache, test),
+        "judging": judging(sc),
+        **analyses(cfg, res, test, classes, base, Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)),
         "attention_macs_per_head": macs_per_head(pm.model),
         "num_layers": pm.model.depth,
     }
@@ -230,21 +251,45 @@ def run(cfg: RunConfig, folder: Path) -> dict:
         "sweep_seconds": round(sweep_seconds, 2),
         "analysis_seconds": round(time.time() - t0, 2),
         "points": res.accuracy.numel(),
-        "tail_evaluations": cache.computed,
+        "reach_points": sum(len(r.alphas) for r in res.reaches.values()),
     }
-    del cache, scorer, res  # the headline's tokens and per-image tables; the study builds its own
     t0 = time.time()
     metrics["head_effect"] = latent_head_effects(cfg, pm, sae, layer, test, folder)
     metrics["timing"]["head_effect_seconds"] = round(time.time() - t0, 2)
+    return metrics, cache, test
+
+
+def judging(sc) -> dict:
+    """The settings behind every call (results.json `judging`)."""
+    reach = {"factor": sc.reach_factor, "tol": sc.reach_tol, "cap": sc.reach_cap} if sc.reach else None
+    return {
+        "bootstrap": sc.bootstrap,
+        "stake_floor_pts": sc.stake_floor_pts,
+        "low_usage_loss_pts": sc.low_usage_loss_pts,
+        "reach": reach,
+    }
+
+
+def run(cfg: RunConfig, folder: Path) -> dict:
+    pm = load_pruned(cfg, resolve_device(cfg.device))
+    layer, layers = extracted_layers(cfg.out)
+    metrics, cache, test = headline_layer(cfg, pm, layer, folder)
+    t0 = time.time()
     study_records = layer_study(cfg, pm, [i for i in layers if i != layer], folder)
+    studied = {i: rec["sensitivity"] for i, rec in study_records.items()}
+    metrics["sensitivity"] = sensitivities(cfg, pm, cache, test, studied)
+    metrics["timing"]["tail_evaluations"] = cache.computed
+    del cache  # the headline's tokens and per-(image, pattern) outcomes
+    metrics["timing"]["study_and_sensitivity_seconds"] = round(time.time() - t0, 2)
     metrics["layer_study"] = {
         str(i): rec for i, rec in sorted({layer: headline_entry(metrics, len(test)), **study_records}.items())
     }
     write_json(folder / "metrics.json", metrics)
+    t = metrics["timing"]
     print(
-        f"[steer] {metrics['timing']['points']} points in {sweep_seconds:.1f}s "
-        f"({metrics['timing']['tail_evaluations']} tail evaluations), baselines + analyses "
-        f"{metrics['timing']['analysis_seconds']:.1f}s; layer study of {len(layers)} layer(s)",
+        f"[steer] {t['points']} grid points + {t['reach_points']} reach points in {t['sweep_seconds']:.1f}s, "
+        f"baselines + analyses {t['analysis_seconds']:.1f}s, layer study of {len(layers)} layer(s) and "
+        f"sensitivity {t['study_and_sensitivity_seconds']:.1f}s ({t['tail_evaluations']} tail evaluations)",
         flush=True,
     )
     return metrics

@@ -16,6 +16,7 @@ import torch
 
 from headsteer.classwise import class_mean
 from headsteer.model import deterministic_mask
+from headsteer.steer.reach import ReachSettings, reach
 
 
 def threshold_shifts(logits: torch.Tensor, levels: int = 41) -> list[float]:
@@ -101,8 +102,24 @@ def threshold_curve(scorer, logits: torch.Tensor, levels: int) -> Curve:
 
 
 def mean_shift_curve(
-    scorer, decide, x: torch.Tensor, classes: torch.Tensor, shift: MeanShift, alphas: list[float]
+    scorer,
+    decide,
+    x: torch.Tensor,
+    classes: torch.Tensor,
+    shift: MeanShift,
+    alphas: list[float],
+    reach_settings: ReachSettings | None = None,
 ) -> Curve:
-    """The mean-shift baseline: decision network `decide` on x + alpha (mu_c - mu), classes (N,)."""
-    scores = [scorer(deterministic_mask(decide(shift.steer(x, classes, a)))) for a in alphas]
-    return Curve.of("alpha", alphas, scores)
+    """The mean-shift baseline: decision network `decide` on x + alpha (mu_c - mu), classes (N,), over
+    `alphas` (ascending) and, with `reach_settings`, past both ends until usage saturates."""
+
+    def score(alpha: float):
+        return scorer(deterministic_mask(decide(shift.steer(x, classes, alpha))))
+
+    scores = [score(a) for a in alphas]
+    values = list(alphas)
+    if reach_settings is not None:
+        walked = reach(score, values, [s.usage.mean().item() for s in scores], reach_settings)
+        values, scores = values + walked.alphas, scores + walked.scores
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    return Curve.of("alpha", [values[i] for i in order], [scores[i] for i in order])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -41,6 +41,8 @@ class IndexSets:
     per_class_specific: torch.Tensor
     """(C, |S|) latents of each class ranked by lift = class frequency / overall frequency, among
     latents firing on at least `min_class_freq` of the class (others fill in by frequency)."""
+    custom: dict[str, torch.Tensor] = field(default_factory=dict)
+    """{name: (|S_name|,) latent ids} of the user's own sets (steer.custom_sets), the same for every image."""
 
     @property
     def random(self) -> torch.Tensor:
@@ -48,7 +50,18 @@ class IndexSets:
         return self.random_draws[0]
 
     def get(self, strategy: str) -> torch.Tensor:
+        if strategy in self.custom:
+            return self.custom[strategy]
         return self.global_ if strategy == "global" else getattr(self, strategy)
+
+    @staticmethod
+    def class_conditioned(strategy: str) -> bool:
+        """Whether the strategy's set depends on the image's class (so on the label source)."""
+        return strategy in ("per_class", "per_class_specific")
+
+    def max_size(self) -> int:
+        """The largest |S| of any strategy (steering candidates must cover it)."""
+        return max([int(self.global_.numel())] + [int(s.numel()) for s in self.custom.values()])
 
     def masks(self, strategy: str, classes: torch.Tensor, n_latents: int) -> torch.Tensor:
         """(N, n) bool: which latents are amplified for each sample, given its class (N,)."""

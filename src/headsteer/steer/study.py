@@ -18,13 +18,14 @@ from headsteer.config import SteerConfig
 from headsteer.model import AdaViT
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.baselines import threshold_curve
+from headsteer.steer.judge import Judging, judge_all
+from headsteer.steer.reach import ReachSettings
 from headsteer.steer.sensitivity import layer_sensitivity
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.summary import curves, random_band, unsteered
 from headsteer.steer.sweep import Scorer, SweepGrid, run_sweep
 from headsteer.steer.tails import OutcomeCache, make_tail
 from headsteer.steer.uncertainty import Bootstrap
-from headsteer.steer.verdict import verdicts
 
 
 def entry(layer, images, alphas, unsteered, curve, band, threshold, verdict, sensitivity, seconds) -> dict:
@@ -60,7 +61,8 @@ def study_layer(
     cache = OutcomeCache(make_tail(model, layer, [tokens]), sc.batch_size)
     scorer = Scorer(cache, test, layer, model.pruned_layers)
     grid = SweepGrid([sc.mode], ["true"], sc.strategies, sorted({*map(float, sc.study_alphas), 0.0}))
-    res = run_sweep(model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws)
+    rs = ReachSettings.of(sc) if sc.reach else None
+    res = run_sweep(model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws, rs)
     with torch.inference_mode():
         logits = model.decisions[str(layer)](test.cls.to(sae.W_dec.device))
         threshold = threshold_curve(scorer, logits, sc.threshold_levels)
@@ -75,7 +77,9 @@ def study_layer(
         curves(res, sc.mode, boot)["true"],
         random_band(res, sc.mode),
         threshold.summary(),
-        verdicts(res, sc.mode, boot, threshold, {})["true"],
+        judge_all(res, Judging(boot, threshold, {}, sc.stake_floor_pts, sc.low_usage_loss_pts), sets.class_conditioned)[
+            sc.mode
+        ]["true"],
         sens.as_dict(),
         round(time.time() - t0, 2),
     )

@@ -60,13 +60,20 @@ def per_class_cis(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Te
     return _by_cell(res, mode, cell)
 
 
+BAND_DRAWS = 40
+"""Draws needed before the random band is a 2.5-97.5 % band; with fewer it is the range (min-max) over draws."""
+
+
 def random_band(res: SweepResult, mode: str) -> dict | None:
-    """Mean and 2.5-97.5 % band over the random draws, per alpha; None when random sets were not swept."""
+    """Mean and band over the random draws, per alpha: the 2.5-97.5 % band with at least BAND_DRAWS draws,
+    else the range over the draws (percentiles of a few draws are not a 95 % band); None without random sets."""
     if "random" not in res.grid.strategies or res.draw_accuracy.shape[-1] == 0:
         return None
     mi = res.grid.modes.index(mode)
-    q = torch.tensor([0.025, 0.975])
-    out = {"draws": res.draw_accuracy.shape[-1]}
+    R = res.draw_accuracy.shape[-1]
+    q = torch.tensor([0.025, 0.975] if R >= BAND_DRAWS else [0.0, 1.0])
+    name = f"2.5–97.5 % of {R} draws" if R >= BAND_DRAWS else f"range over {R} draws"
+    out = {"draws": R, "name": name}
     for name, t in (("accuracy", res.draw_accuracy[mi]), ("head_usage", res.draw_usage[mi])):  # (A, R)
         band = torch.quantile(t, q, dim=1)
         out[name] = {"mean": t.mean(1).tolist(), "lo": band[0].tolist(), "hi": band[1].tolist()}

@@ -8,7 +8,7 @@ carry a paired bootstrap CI (`uncertainty`) and be compared with the baselines a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -17,6 +17,7 @@ from headsteer.classwise import class_mean
 from headsteer.model import AdaViT, deterministic_mask
 from headsteer.runtime import progress
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer.reach import Reach, ReachSettings, reach
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.steering import Candidates, steer_sparse
 from headsteer.steer.tails import OutcomeCache
@@ -103,6 +104,8 @@ class SweepResult:
     """(M, A, R) accuracy of each random draw (the `random` strategy's points average them)."""
     draw_usage: torch.Tensor
     """(M, A, R) steered-layer usage of each random draw."""
+    reaches: dict[tuple[int, int, int], Reach] = field(default_factory=dict)
+    """(mode, label source, strategy) index -> the points walked past the grid (empty without reach)."""
 
     @classmethod
     def empty(cls, grid: SweepGrid, n: int, num_classes: int, num_heads: int, draws: int) -> "SweepResult":
@@ -139,6 +142,33 @@ class SweepResult:
         """The aggregated arrays (per-image ones stay in memory)."""
         return {k: v for k, v in self.__dict__.items() if torch.is_tensor(v) and not k.startswith("sample_")}
 
+    def points(self, ix: tuple[int, int, int]) -> "CellPoints":
+        """Every point of one (mode, source, strategy) cell, grid then reach."""
+        r = self.reaches.get(ix, Reach())
+        return CellPoints(
+            list(self.grid.alphas) + r.alphas,
+            torch.cat([self.sample_correct[ix].T, *(s.correct[:, None] for s in r.scores)], 1),
+            torch.cat([self.sample_usage[ix].T, *(s.usage[:, None] for s in r.scores)], 1),
+            self.usage_overall[ix].tolist() + [s.usage_overall.mean().item() for s in r.scores],
+            r.saturated,
+        )
+
+
+@dataclass
+class CellPoints:
+    """One sweep cell's points, grid then reach."""
+
+    alphas: list[float]
+    """(P,) strengths."""
+    correct: torch.Tensor
+    """(N, P) per-image correctness."""
+    usage: torch.Tensor
+    """(N, P) per-image steered-layer usage."""
+    usage_overall: list[float]
+    """(P,) mean usage over all pruned layers."""
+    saturated: dict[str, bool]
+    """Reach: {"positive" | "negative": saturated before the cap} (empty without reach)."""
+
 
 @torch.inference_mode()
 def steered_masks(
@@ -148,6 +178,7 @@ def steered_masks(
 
     cand: the SAE pre-activations of the layer's CLS and their top candidates; S: (N, |S|) latent indices."""
     decide, N = model.decisions[str(layer)], S.shape[0]
+    S = S.to(cand.pre.device)
     out = []
     for lo in range(0, N, batch_size):
         sl = slice(lo, min(N, lo + batch_size))
@@ -163,6 +194,31 @@ def strategy_sets(sets: IndexSets, strategy: str, classes: torch.Tensor, draws: 
     return [sets.indices_of(sets.random_draws[r], classes) for r in range(draws)]
 
 
+@dataclass
+class CellRun:
+    """What one (mode, strategy, class assignment) cell needs to score a strength alpha."""
+
+    model: AdaViT
+    sae: TopKSAE
+    scorer: Scorer
+    cand: Candidates
+    """Pre-activations of the test CLS and their top candidates (independent of alpha and of S)."""
+    index_sets: list[torch.Tensor]
+    """(N, |S|) latent indices, one per random draw (one for other strategies)."""
+    mode: str
+    batch_size: int
+
+    def draws(self, alpha: float) -> list[PointScores]:
+        layer = self.scorer.layer
+        return [
+            self.scorer(steered_masks(self.model, self.sae, layer, self.cand, S, alpha, self.mode, self.batch_size))
+            for S in self.index_sets
+        ]
+
+    def __call__(self, alpha: float) -> PointScores:
+        return PointScores.mean(self.draws(alpha))
+
+
 def run_sweep(
     model: AdaViT,
     sae: TopKSAE,
@@ -172,42 +228,51 @@ def run_sweep(
     grid: SweepGrid,
     batch_size: int = 4096,
     random_draws: int = 1,
+    reach_settings: ReachSettings | None = None,
 ) -> SweepResult:
-    """Every point of `grid` on the test rows (CLS entering layer l, labels, unsteered predictions)."""
+    """Every point of `grid` on the test rows (CLS entering layer l, labels, unsteered predictions); with
+    `reach_settings`, every cell also walks past both ends of the grid until its usage saturates."""
     draws = min(random_draws, len(sets.random_draws)) if "random" in grid.strategies else 0
     res = SweepResult.empty(grid, len(test), int(sets.per_class.shape[0]), model.num_heads, draws)  # plain tensors
     with torch.inference_mode():
-        _fill(res, model, sae, scorer, test, sets, batch_size, draws)
+        _fill(res, model, sae, scorer, test, sets, batch_size, draws, reach_settings)
     return res
 
 
-def _fill(
-    res: SweepResult, model, sae, scorer: Scorer, test: Activations, sets: IndexSets, batch_size: int, draws: int
-) -> None:
+def _fill(res: SweepResult, model, sae, scorer: Scorer, test: Activations, sets: IndexSets, batch_size, draws, rs):
     grid = res.grid
     pre = torch.cat([sae.pre_acts(xb) for xb in test.cls.to(sae.W_dec.device).split(batch_size)])  # (N, n)
-    cand = Candidates.of(pre, sae.k, int(sets.global_.numel()))  # independent of alpha and of S
-    cache: dict[tuple, PointScores] = {}  # class-free strategies do not depend on the label source
+    cand = Candidates.of(pre, sae.k, sets.max_size())  # independent of alpha and of S
+    shared: dict[tuple, tuple] = {}  # class-free strategies do not depend on the label source
     bar = progress(total=res.accuracy.numel(), desc="steering sweep")
     for mi, mode in enumerate(grid.modes):
         for li, source in enumerate(grid.label_sources):
             classes = test.labels if source == "true" else test.predictions
             for si, strategy in enumerate(grid.strategies):
-                masks = strategy_sets(sets, strategy, classes, draws)
-                for ai, alpha in enumerate(grid.alphas):
-                    key = (mode, strategy, alpha) if strategy in ("global", "random") else None
-                    point = cache.get(key) if key else None
-                    if point is None:
-                        scores = [
-                            scorer(steered_masks(model, sae, scorer.layer, cand, S, alpha, mode, batch_size))
-                            for S in masks
-                        ]
-                        if strategy == "random":
-                            res.draw_accuracy[mi, ai] = torch.stack([s.correct.mean() for s in scores])
-                            res.draw_usage[mi, ai] = torch.stack([s.usage.mean() for s in scores])
-                        point = PointScores.mean(scores)
-                        if key:
-                            cache[key] = point
+                key = (mode, source, strategy) if sets.class_conditioned(strategy) else (mode, strategy)
+                if key not in shared:
+                    cell = CellRun(
+                        model, sae, scorer, cand, strategy_sets(sets, strategy, classes, draws), mode, batch_size
+                    )
+                    points = [
+                        _grid_point(res, cell, mi, ai, alpha, strategy, bar) for ai, alpha in enumerate(grid.alphas)
+                    ]
+                    usage = [p.usage.mean().item() for p in points]
+                    walked = reach(cell, grid.alphas, usage, rs) if rs is not None else Reach()
+                    shared[key] = (points, walked)
+                points, res.reaches[(mi, li, si)] = shared[key]
+                for ai, point in enumerate(points):
                     res.record((mi, li, si, ai), point, test.labels)
-                    bar.update(1)
+                if len(key) == 2 and li > 0:
+                    bar.update(len(points))
     bar.close()
+
+
+def _grid_point(res: SweepResult, cell: CellRun, mi: int, ai: int, alpha: float, strategy: str, bar) -> PointScores:
+    """One grid point of a cell; the random strategy also records each draw's accuracy and usage."""
+    scores = cell.draws(alpha)
+    if strategy == "random":
+        res.draw_accuracy[mi, ai] = torch.stack([s.correct.mean() for s in scores])
+        res.draw_usage[mi, ai] = torch.stack([s.usage.mean() for s in scores])
+    bar.update(1)
+    return PointScores.mean(scores)

@@ -10,7 +10,8 @@ pattern) it meets and answers every later point by lookup. Two tails run the net
   then costs proj + MLP + head on the CLS row only.
 - `GeneralTail` (any layer): caches the tokens entering block l and the per-head attention outputs of
   block l (every token's query); a pattern then costs block l's projection and MLP plus blocks
-  l+1..L-1, the later layers deciding for themselves.
+  l+1..L-1, the later layers deciding for themselves; under CLS-token pooling the last block runs for
+  the CLS row only (its keys and values still come from every token).
 """
 
 from __future__ import annotations
@@ -42,8 +43,7 @@ class FinalBlockTail:
 
     @staticmethod
     def supported(model: AdaViT, layer: int) -> bool:
-        vit = model.vit
-        return layer == model.depth - 1 and vit.global_pool == "token" and vit.attn_pool is None
+        return layer == model.depth - 1 and model.cls_pooled
 
     @torch.inference_mode()
     def logits(self, mask: torch.Tensor, idx) -> torch.Tensor:
@@ -80,7 +80,7 @@ class GeneralTail:
         """(logits (b, C), heads kept in pruned layers after l (b,)) with layer l keeping `mask` (b, H)."""
         blk = self.model.vit.blocks[self.layer]
         y = self.tokens[idx] + blk.drop_path1(blk.ls1(blk.attn.project(self.head_out[idx], mask)))  # (b, T, d)
-        out = self.model.forward_from(block_mlp(blk, y), self.layer + 1)
+        out = self.model.forward_from(block_mlp(blk, y), self.layer + 1, cls_only_last=self.model.cls_pooled)
         after = [i for i in self.model.pruned_layers if i > self.layer]
         return out.logits, out.masks[:, after].sum(dim=(1, 2)).long().cpu()
 
@@ -123,26 +123,36 @@ class OutcomeCache:
     def __call__(self, masks: torch.Tensor) -> Outcome:
         """Outcome under steered-layer masks (N, H) (one row per test image, in order)."""
         ids = self.pattern_ids(masks)
+        groups = [(p, (ids == p).nonzero().squeeze(1)) for p in ids.unique().tolist()]
+        self._fill(groups)
         pred = torch.empty(self.n, dtype=torch.long)
         after = torch.empty(self.n, dtype=torch.long)
-        for p in ids.unique().tolist():
-            rows = (ids == p).nonzero().squeeze(1)
-            self._fill(p, rows)
+        for p, rows in groups:
             pred[rows], after[rows] = self._pred[p][rows], self._after[p][rows]
         return Outcome(pred, after)
 
-    def _fill(self, p: int, rows: torch.Tensor) -> None:
-        if p not in self._pred:
-            self._pred[p] = torch.full((self.n,), -1, dtype=torch.long)
-            self._after[p] = torch.zeros(self.n, dtype=torch.long)
-        todo = rows[self._pred[p][rows] < 0]
-        if todo.numel() == 0:
+    def _fill(self, groups: list[tuple[int, torch.Tensor]]) -> None:
+        """Run the tail on every (image, pattern) pair of `groups` not computed yet, all patterns together in
+        batches of `batch_size` rows (each row with its own mask), so a point that meets many patterns on a few
+        images each still makes wide batches."""
+        todo_rows, todo_ids = [], []
+        for p, rows in groups:
+            if p not in self._pred:
+                self._pred[p] = torch.full((self.n,), -1, dtype=torch.long)
+                self._after[p] = torch.zeros(self.n, dtype=torch.long)
+            todo = rows[self._pred[p][rows] < 0]
+            todo_rows.append(todo)
+            todo_ids.append(torch.full_like(todo, p))
+        rows, ids = torch.cat(todo_rows), torch.cat(todo_ids)
+        if rows.numel() == 0:
             return
-        heads = torch.tensor([(p >> h) & 1 for h in range(self.num_heads)], dtype=torch.float32)
+        bits = torch.arange(self.num_heads)
         dev = self.tail.decision_input.device
-        for chunk in todo.split(self.batch_size):
-            mask = heads.to(dev).expand(chunk.numel(), -1)
-            logits, after = self.tail.run_masked(mask, chunk.to(dev))
-            self._pred[p][chunk] = logits.argmax(1).cpu()
-            self._after[p][chunk] = after
-        self.computed += todo.numel()
+        for r, i in zip(rows.split(self.batch_size), ids.split(self.batch_size), strict=True):
+            mask = ((i[:, None] >> bits) & 1).float()  # (b, H)
+            logits, after = self.tail.run_masked(mask.to(dev), r.to(dev))
+            pred = logits.argmax(1).cpu()
+            for p in i.unique().tolist():
+                sel = i == p
+                self._pred[p][r[sel]], self._after[p][r[sel]] = pred[sel], after.cpu()[sel]
+        self.computed += rows.numel()
