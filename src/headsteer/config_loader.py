@@ -147,7 +147,8 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise HeadsteerError(f"config file {path} not found; the shipped configs are in configs/")
+            where = "" if path.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
+            raise HeadsteerError(f"config file {path} not found{where}; the shipped configs are in configs/")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:

@@ -26,9 +26,13 @@ from headsteer.steer.steering import MODES, Candidates, steer_sparse
 
 __all__ = ["load_run", "Run"]
 
-BUILT_IN_SETS = {"per_class": "set_per_class", "global": "set_global", "random": "set_random"}
-BUILT_IN_SETS["per_class_specific"] = "set_per_class_specific"
-"""Index-set name -> its key in `steer/latents*.safetensors`."""
+BUILT_IN_SETS = {
+    "per_class": "set_per_class",
+    "global": "set_global",
+    "random": "set_random",
+    "per_class_specific": "set_per_class_specific",
+}
+"""Index-set name -> its key in `steer/latents*.safetensors` (`random`: the first of the random draws)."""
 
 
 def stored_config(run_dir: Path) -> dict:
