@@ -106,4 +106,4 @@ def test_tutorial_notebook_runs_on_the_smoke_run(pipeline, tmp_path, monkeypatch
     NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
     text = "\n".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
     assert "steered layer 1" in text and "latents most specific to" in text, text
-    assert re.search(r"threshold : accuracy [\d.]+% at usage", text), text
+    assert re.search(r"threshold [+-][\d.]+: accuracy [\d.]+% at usage", text), text
