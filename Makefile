@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both install what is missing first
 # (Debian's Fashion-MNIST package, a venv with pinned torch/torchvision, this package); re-runs are
-# fast because the install is stamped and only redone when pyproject.toml changes.
+# fast because the install is stamped and only redone when pyproject.toml changes. `make docs` builds
+# the documentation site into site/ (offline); the test suite runs the same strict build.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
@@ -10,7 +11,7 @@ DRIVER := /usr/bin/chromedriver
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install demo demo-seeds lint format test bench clean
+.PHONY: install demo demo-seeds lint format test docs bench clean
 
 install: $(STAMP) $(FMNIST)
 
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test,hf]'
+	$(PY) -m pip install -q -e '.[test,hf,docs]'
 	touch $(STAMP)
 
 demo: install
@@ -50,9 +51,12 @@ format: install
 test: lint $(DRIVER)
 	$(PY) -m pytest -q tests
 
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
 bench: install
 	$(PY) bench/run_all.py
 	$(PY) bench/to_markdown.py
 
 clean:
-	rm -rf runs/smoke runs/test-*
+	rm -rf runs/smoke runs/test-* site

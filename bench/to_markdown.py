@@ -1,4 +1,4 @@
-"""Print bench/results/*.json as Markdown tables (what the README's "Performance" section shows).
+"""Print bench/results/*.json as Markdown tables (what docs/performance.md shows).
 
 Usage: python bench/to_markdown.py [--device cpu|cuda] [--results DIR]
 """

@@ -89,16 +89,18 @@ def smoke_cfg(fashion_dir, tmp_path):
     return make
 
 
+PIPELINE_OVERRIDES = ("prune.dense_epochs=2", "prune.joint_epochs=2", "model.decision_init_bias=0.0")
+"""The `pipeline` run's overrides of configs/smoke.yaml (besides data.root and out)."""
+
+
 @pytest.fixture(scope="session")
 def pipeline(fashion_dir, tmp_path_factory):
-    """Every stage once on the tiny data (shared by the stage tests)."""
+    """Every stage once on the tiny data (shared by the stage tests). Decision logits start at 0, so that
+    the short training ends with heads pruned (about 0.7 kept) and steering has masks to change."""
     from headsteer.stages import run_stage
 
     out = tmp_path_factory.mktemp("pipe")
-    cfg = load_config(
-        ROOT / "configs/smoke.yaml",
-        [f"data.root={fashion_dir}", f"out={out}", "prune.dense_epochs=2", "prune.joint_epochs=2"],
-    )
+    cfg = load_config(ROOT / "configs/smoke.yaml", [f"data.root={fashion_dir}", f"out={out}", *PIPELINE_OVERRIDES])
     for stage in ("prune", "extract", "sae", "steer", "report"):
         run_stage(cfg, stage)
     return cfg

@@ -1,4 +1,4 @@
-"""The layout rules of DESIGN.md section 9, read from the source with `ast` (no imports executed)."""
+"""The layout rules (docs/development.md), read from the source with `ast` (no imports executed)."""
 
 import ast
 import sys

@@ -10,7 +10,7 @@ from safetensors.torch import load_file
 
 import headsteer.io as hio
 import headsteer.prune.epoch as epoch_mod
-from conftest import ROOT, one_line_error
+from conftest import PIPELINE_OVERRIDES, ROOT, one_line_error
 from headsteer.cli import main
 from headsteer.errors import HeadsteerError
 from headsteer.io import checkpoint_state, load_checkpoint, save_checkpoint, write_tensors
@@ -72,8 +72,7 @@ def test_k_larger_than_derived_width_is_refused(pipeline, tmp_path, capsys):
             SMOKE,
             f"data.root={pipeline.data.root}",
             f"out={tmp_path}",
-            "prune.dense_epochs=2",
-            "prune.joint_epochs=2",
+            *PIPELINE_OVERRIDES,
             "sae.k=500",
         ],
     )
@@ -144,8 +143,7 @@ def test_sae_of_other_width_is_refused_by_steer(pipeline, tmp_path, capsys):
             SMOKE,
             f"data.root={pipeline.data.root}",
             f"out={tmp_path}",
-            "prune.dense_epochs=2",
-            "prune.joint_epochs=2",
+            *PIPELINE_OVERRIDES,
         ],
     )
     assert "has d_in=32 but the model's residual width is 48" in line

@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from conftest import ROOT
@@ -57,6 +59,13 @@ def test_pretrained_file_is_not_rewritten_into_pretrained():
     assert cfg.model.pretrained is False and cfg.model.loads_pretrained
 
 
-def test_missing_config_file(tmp_path):
-    with pytest.raises(HeadsteerError, match="not found"):
+def test_missing_config_file(tmp_path, monkeypatch):
+    with pytest.raises(HeadsteerError, match="not found; the shipped configs are in configs/"):
         load_config(tmp_path / "nope.yaml")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(HeadsteerError) as err:
+        load_config("configs/nope.yaml")
+    assert str(err.value) == (
+        f"config file configs/nope.yaml not found (relative to the current directory, {Path.cwd()}); "
+        "the shipped configs are in configs/"
+    )

@@ -124,7 +124,7 @@ def test_rerun_skips_finished_stages(pipeline, capsys):
 
 
 def test_cli_run_ends_with_report_path_and_summary(pipeline, capsys):
-    from conftest import ROOT
+    from conftest import PIPELINE_OVERRIDES, ROOT
     from headsteer.cli import main
 
     rc = main(
@@ -133,8 +133,7 @@ def test_cli_run_ends_with_report_path_and_summary(pipeline, capsys):
             str(ROOT / "configs/smoke.yaml"),
             f"data.root={pipeline.data.root}",
             f"out={pipeline.out}",
-            "prune.dense_epochs=2",
-            "prune.joint_epochs=2",
+            *PIPELINE_OVERRIDES,
         ]
     )
     out = capsys.readouterr().out

@@ -1,5 +1,5 @@
-"""Command line: `headsteer run CONFIG` (all stages) or one stage, with dotted overrides; `headsteer aggregate
-RUN_DIR ...` combines runs that differ only in seed."""
+"""Command line: `headsteer run CONFIG` (all stages) or one stage, with dotted overrides; `headsteer config
+CONFIG` prints the resolved config; `headsteer aggregate RUN_DIR ...` combines runs that differ only in seed."""
 
 from __future__ import annotations
 
@@ -19,26 +19,85 @@ STAGE_HELP = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="headsteer", description="ViTs that prune their own heads, steered through an SAE."
+OVERRIDES = """\
+overrides:
+  Any config key, dotted, as key.sub=value anywhere on the line; values are parsed as YAML.
+  `headsteer config CONFIG --keys` lists every key with its default and meaning.
+  Paths (CONFIG, --out, data.root, model.pretrained_file) are relative to the current directory.
+
+examples:
+"""
+STAGE_EXAMPLES = """\
+  headsteer {name} configs/demo.yaml
+  headsteer {name} configs/demo.yaml prune.target_usage=0.5 model.pruned_layers=[-1] --out runs/u50
+  headsteer {name} configs/demo.yaml data.name=imagefolder data.root=DIR --out runs/mine
+"""
+CONFIG_EXAMPLES = """\
+  headsteer config configs/demo.yaml
+  headsteer config configs/demo.yaml sae.k=16 steer.mode=additive --keys
+"""
+
+
+def _stage_parser(sub, name: str, help_text: str) -> None:
+    """`headsteer run|<stage> CONFIG [overrides] [--out DIR] [--force] [--debug]`."""
+    p = sub.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=OVERRIDES + STAGE_EXAMPLES.format(name=name),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
+    p.add_argument("config", help="YAML config file, relative to the current directory (e.g. configs/demo.yaml)")
+    p.add_argument("--out", metavar="DIR", help="run directory, relative to the current directory (overrides `out`)")
+    p.add_argument("--force", action="store_true", help="redo stages whose folder was made by another config")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def _config_parser(sub) -> None:
+    """`headsteer config CONFIG [overrides] [--keys]`: the resolved config, every default included."""
+    help_text = "print the resolved config (YAML, every key with its default); --keys adds what each key means"
+    p = sub.add_parser(
+        "config",
+        help=help_text,
+        description=help_text,
+        epilog=OVERRIDES + CONFIG_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.usage = "headsteer config CONFIG [key.sub=value ...] [--keys] [--debug]"
+    p.add_argument("config", help="YAML config file, relative to the current directory (e.g. configs/demo.yaml)")
+    p.add_argument("--keys", action="store_true", help="put each key's meaning above it, as a YAML comment")
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def _parser() -> argparse.ArgumentParser:
+    from headsteer import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="headsteer",
+        description="ViTs that prune their own heads, steered through an SAE.",
+        epilog="`headsteer COMMAND --help` shows a command's options, the override syntax and examples.",
+    )
+    parser.add_argument("--version", action="version", version=f"headsteer {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, help_text in [("run", "run every stage (finished stages with the same config are skipped)")] + list(
-        STAGE_HELP.items()
-    ):
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("config", help="YAML config, e.g. configs/demo.yaml")
-        p.usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
-        p.add_argument("--out", help="run directory (overrides the config's `out`)")
-        p.add_argument("--force", action="store_true", help="redo stages whose folder was made by another config")
-        p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _stage_parser(sub, "run", "run every stage (finished stages with the same config are skipped)")
+    for name, help_text in STAGE_HELP.items():
+        _stage_parser(sub, name, help_text)
+    _config_parser(sub)
     help_text = "combine runs of one config with different seed=: mean ± sd per figure, conclusions that hold"
-    p = sub.add_parser("aggregate", help=help_text, description=help_text)  # run directories, not a config
+    p = sub.add_parser(
+        "aggregate",
+        help=help_text,
+        description=help_text,
+        epilog="example:\n  headsteer aggregate runs/demo runs/demo-seed1 runs/demo-seed2 --out runs/demo-seeds",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # run directories, not a config
     p.usage = "headsteer aggregate RUN_DIR [RUN_DIR ...] [--out DIR] [--debug]"
     p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="folders made by `headsteer run CONFIG seed=N`")
     p.add_argument(
-        "--out", metavar="DIR", help="report folder (default: the run directories' common parent + /aggregate)"
+        "--out",
+        metavar="DIR",
+        help="report folder, relative to the current directory (default: the runs' common parent + /aggregate)",
     )
     p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     return parser
@@ -61,6 +120,14 @@ def _aggregate(run_dirs: list[str], out: str | None) -> None:
     print(f"\nAggregate of seeds {', '.join(str(r.seed) for r in agg.runs)}: {page.resolve()}")
     for conclusion in agg.conclusions:
         print(f"  - {conclusion.text}")
+
+
+def _print_config(path: str, overrides: list[str], keys: bool) -> None:
+    """`headsteer config`: the resolved config as YAML, every default included (`keys`: with meanings)."""
+    from headsteer.config_docs import config_yaml
+    from headsteer.config_loader import load_config
+
+    print(config_yaml(load_config(path, overrides), keys=keys), end="")
 
 
 def _print_summary(out: str) -> None:
@@ -88,6 +155,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "aggregate":
             _aggregate(args.run_dirs, args.out)
+            return 0
+        if args.command == "config":
+            _print_config(args.config, args.overrides, args.keys)
             return 0
         from headsteer import distributed
         from headsteer.config_loader import load_config

@@ -2,11 +2,14 @@
 
 ``load_config`` turns a YAML file plus overrides into a validated ``RunConfig``; any unknown key or
 wrong type raises ``HeadsteerError`` naming the key and the fix (range checks are the dataclasses').
+Paths in a config (`data.root`, `model.pretrained_file`) are relative to the current directory; they
+are made absolute here, so a run folder records where its data really was.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import types
 import typing
 from pathlib import Path
@@ -18,25 +21,27 @@ from headsteer.config import RunConfig
 from headsteer.errors import HeadsteerError
 
 
-def _type_name(tp: Any) -> str:
+def type_name(tp: Any) -> str:
+    """A field's annotation in words, as error messages and the key reference show it."""
     origin = typing.get_origin(tp)
     if origin is Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(tp))
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        return " or ".join(_type_name(a) for a in args) + " or null"
+        nullable = len(args) < len(typing.get_args(tp))
+        return " or ".join(type_name(a) for a in args) + (" or null" if nullable else "")
     if origin is list:
-        return f"list of {_type_name(typing.get_args(tp)[0])}"
+        return f"list of {type_name(typing.get_args(tp)[0])}"
     if origin is dict:
         key, value = typing.get_args(tp)
-        return f"mapping of {_type_name(key)} to {_type_name(value)}"
+        return f"mapping of {type_name(key)} to {type_name(value)}"
     return getattr(tp, "__name__", str(tp))
 
 
 def _coerce(value: Any, tp: Any, key: str) -> Any:
     """Check `value` against the annotation `tp`; ints are accepted where floats are expected."""
     origin = typing.get_origin(tp)
-    bad = HeadsteerError(f"config key '{key}' = {value!r} has the wrong type; expected {_type_name(tp)}")
+    bad = HeadsteerError(f"config key '{key}' = {value!r} has the wrong type; expected {type_name(tp)}")
     if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
         if value is None and type(None) in args:
@@ -130,20 +135,35 @@ def apply_override(data: dict, assignment: str) -> None:
     node[parts[-1]] = value
 
 
+PATH_KEYS = (("data", "root"), ("model", "pretrained_file"))
+"""(section, key) of the config values that are file system paths."""
+
+
+def absolute_paths(cfg: RunConfig) -> RunConfig:
+    """`cfg` with every given path of PATH_KEYS made absolute (against the current directory, `~` expanded)."""
+    for section, key in PATH_KEYS:
+        part = getattr(cfg, section)
+        value = getattr(part, key)
+        if value is not None:
+            setattr(part, key, os.path.abspath(os.path.expanduser(value)))
+    return cfg
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config (or defaults when `path` is None), apply overrides, validate."""
+    """Read a YAML config (or defaults when `path` is None), apply overrides, validate; paths made absolute."""
     data: dict = {}
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise HeadsteerError(f"config file {path} not found; the shipped configs are in configs/")
+            where = "" if path.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
+            raise HeadsteerError(f"config file {path} not found{where}; the shipped configs are in configs/")
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
             raise HeadsteerError(f"config file {path} is not valid YAML: {exc}") from None
     for assignment in overrides:
         apply_override(data, assignment)
-    return from_dict(RunConfig, data)
+    return absolute_paths(from_dict(RunConfig, data))
 
 
 def config_diff(old: dict, new: dict, prefix: str = "") -> list[str]:

@@ -1,8 +1,10 @@
 """Where a run executes and how it reports progress: device lookup and progress bars.
 
-Progress goes to a tqdm bar on a terminal. When stderr is not a terminal (CI logs, `make demo > log`,
-`nohup`), a bar would print nothing useful, so `progress` prints a short flushed line to stdout at
-most every `LOG_EVERY_S` seconds instead, plus one when the loop ends.
+Progress goes to a tqdm bar on a terminal (rank 0 only under torchrun). When stderr is not a terminal
+(CI logs, `make demo 2>&1 | tee log`, `nohup`), a bar would print nothing useful, so `progress` prints
+a short flushed line to stdout at most every `LOG_EVERY_S` seconds while the loop runs. It prints
+nothing when the loop ends: every loop's end is reported once, by its caller's own summary line
+(`[prune] dense epoch 1/3: ...`, `[steer] 744 points in ...`).
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ def is_terminal() -> bool:
 class LogProgress:
     """The part of tqdm's interface we use, printing `[desc] i/total (p %), s elapsed` lines.
 
-    Lines appear at most every `every` seconds and once at the end, flushed, on rank 0 only.
+    Lines appear at most every `every` seconds while the loop runs, flushed, on rank 0 only; none at
+    the last step or at the end (the caller's summary line says the loop finished).
     """
 
     def __init__(
@@ -59,7 +62,6 @@ class LogProgress:
         self.start = self.last = time.monotonic()
         self.postfix = ""
         self.quiet = not distributed.info().is_main
-        self.closed = False
 
     def __iter__(self) -> Iterator:
         for item in self.iterable:
@@ -69,17 +71,15 @@ class LogProgress:
 
     def update(self, n: int = 1) -> None:
         self.n += n
-        if time.monotonic() - self.last >= self.every:
+        finished = self.total is not None and self.n >= self.total
+        if not finished and time.monotonic() - self.last >= self.every:
             self._print()
 
     def set_postfix(self, **kwargs) -> None:
         self.postfix = ", ".join(f"{k}={v}" for k, v in kwargs.items())
 
     def close(self) -> None:
-        """Print the final count once, unless the loop was too short (< 1 s) to be worth a line."""
-        if not self.closed and time.monotonic() - self.start >= 1.0:
-            self._print()
-        self.closed = True
+        """Nothing to print: the caller's own summary line reports the end of the loop."""
 
     def _print(self) -> None:
         self.last = time.monotonic()
@@ -93,5 +93,5 @@ class LogProgress:
 def progress(iterable: Optional[Iterable] = None, **kwargs):
     """A tqdm bar on a terminal; periodic flushed log lines otherwise (see module docstring)."""
     if is_terminal():
-        return tqdm(iterable, dynamic_ncols=True, leave=False, **kwargs)
+        return tqdm(iterable, dynamic_ncols=True, leave=False, disable=not distributed.info().is_main, **kwargs)
     return LogProgress(iterable, desc=kwargs.get("desc", ""), total=kwargs.get("total"))

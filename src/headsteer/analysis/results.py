@@ -1,4 +1,4 @@
-"""The numbers of a run (results.json, schema in the README) and what they say, in words."""
+"""The numbers of a run (results.json, schema in docs/results-schema.md) and what they say, in words."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ PAPER = {
 
 
 def build_results(prune: dict, sae: dict, steer: dict) -> dict:
-    """The results.json document (fractions in [0, 1]); see README "results.json"."""
+    """The results.json document (fractions in [0, 1]); see docs/results-schema.md."""
     sae_keys = ("d_in", "d_sae", "k", "mse", "fvu", "l0", "dead_fraction")
     rc = sae["reconstruction"]
     steering_keys = (

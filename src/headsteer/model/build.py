@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import timm
@@ -96,6 +97,36 @@ def build_model(cfg: ModelConfig, num_classes: int, in_chans: int) -> AdaViT:
     model = AdaViT(vit, layers, cfg.decision_hidden, cfg.decision_norm, cfg.decision_init_bias, cfg.tau)
     model.skip_pruned_heads = cfg.skip_pruned_heads
     return model
+
+
+def meta_model(cfg: ModelConfig) -> AdaViT:
+    """The model's shape alone: built on the meta device, no weights loaded, no memory used."""
+    with torch.device("meta"):
+        return build_model(replace(cfg, pretrained=False, pretrained_file=None), num_classes=2, in_chans=3)
+
+
+def _geometry(cfg: ModelConfig) -> tuple[int, int, int, int, int]:
+    """(depth, heads, width, patch, image size) of the model `cfg` builds."""
+    vit = meta_model(cfg).vit
+    return (
+        len(vit.blocks),
+        vit.blocks[0].attn.num_heads,
+        vit.embed_dim,
+        vit.patch_embed.patch_size[0],
+        vit.patch_embed.img_size[0],
+    )
+
+
+def model_name(cfg: ModelConfig) -> str:
+    """`model.arch`, or, when config fields change its geometry, the geometry really built."""
+    if all(getattr(cfg, k) is None for k in GEOMETRY):
+        return cfg.arch
+    built = _geometry(cfg)
+    if built == _geometry(replace(cfg, **{k: None for k in GEOMETRY})):
+        return cfg.arch
+    depth, heads, width, patch, size = built
+    shape = f"{depth} blocks × {heads} heads × {width} dims, patch {patch}, {size} px"
+    return f"ViT {shape} (timm {cfg.arch} with this geometry)"
 
 
 def normalization(model: AdaViT, cfg: ModelConfig, dataset_mean: tuple, dataset_std: tuple) -> tuple[tuple, tuple]:

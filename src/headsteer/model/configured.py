@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import timm
@@ -11,7 +11,7 @@ import torch
 from headsteer.config import ExtractConfig, RunConfig
 from headsteer.data import BatchTransform, ImageDataset, load_dataset
 from headsteer.model.adavit import AdaViT
-from headsteer.model.build import build_model, load_weights, normalization
+from headsteer.model.build import build_model, load_weights, meta_model, normalization
 
 
 @dataclass
@@ -85,6 +85,4 @@ def study_layers(model: AdaViT, cfg: ExtractConfig) -> tuple[int, list[int]]:
 def check_steered_layers(cfg: RunConfig) -> None:
     """Check extract.layer / extract.layers before any training, on the model's shape alone (built on
     the meta device, no weights loaded), so that a bad layer fails in seconds, not after the prune stage."""
-    with torch.device("meta"):
-        model = build_model(replace(cfg.model, pretrained=False, pretrained_file=None), num_classes=2, in_chans=3)
-    study_layers(model, cfg.extract)
+    study_layers(meta_model(cfg.model), cfg.extract)

@@ -75,7 +75,7 @@ class GatedAttention(Attention):
         Samples are grouped by their head pattern (the set of heads they keep). Per group: gather the
         group's samples once, compute the kept heads (`head_outputs` with those heads' rows of `qkv`),
         project with the matching columns of `proj`, and write the rows back. Chosen by measurement
-        over per-head gathering (README "Performance", bench/bench_skip_methods.py): each sample is
+        over per-head gathering (docs/performance.md, bench/bench_skip_methods.py): each sample is
         copied once per layer instead of once per kept head, and the matmuls stay wide. Equal to the
         masked dense path up to float summation order. x: (B, N, C); head_mask: (B, H) of 0/1.
         """

@@ -158,7 +158,8 @@ def resume_state(run: PruneRun) -> dict:
     if not run.checkpoint.is_file():
         return fresh_state()
     state = checkpoint_state(run.checkpoint)
-    print(f"[prune] resuming from {run.checkpoint}: phase {state['phase']}, epoch {state['epoch']}", flush=True)
+    done = "training done" if state["phase"] == "done" else f"{state['epoch']} {state['phase']} epoch(s) done"
+    print(f"[prune] resuming from {run.checkpoint}: {done}", flush=True)
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     return state

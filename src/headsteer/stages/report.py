@@ -17,6 +17,7 @@ from headsteer.analysis.results import build_results, findings, verdict
 from headsteer.config import RunConfig
 from headsteer.data import load_dataset
 from headsteer.io import git_sha, read_json, read_tensors, write_json
+from headsteer.model.build import model_name
 from headsteer.sae.topk import TopKSAE
 
 
@@ -192,6 +193,7 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     run_dir = Path(cfg.out)
     prune, sae, steer = (read_json(run_dir / s / "metrics.json") for s in ("prune", "sae", "steer"))
     results = build_results(prune, sae, steer)
+    results["model"] = model_name(cfg.model)  # the geometry really trained, when the config overrode timm's
     lines, opening = findings(results), verdict(results)
     figures = make_figures(prune, steer, results, folder)
     z, ds = test_codes(cfg, steer["layer"]), load_dataset(cfg.data)

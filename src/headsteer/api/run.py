@@ -1,0 +1,271 @@
+"""`load_run` and `Run`: a finished run's config, results, model, data and SAEs, and one-call steering,
+threshold shifts and forward passes on images."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from headsteer.activations import extracted_layers
+from headsteer.api.inputs import ImageInput, as_batch, as_labels, check_layer, latent_ids
+from headsteer.api.types import LatentStats, Outputs, RunSAE
+from headsteer.config import RunConfig
+from headsteer.config_loader import absolute_paths, from_dict
+from headsteer.data import ImageDataset
+from headsteer.errors import HeadsteerError
+from headsteer.io import read_json, read_tensors
+from headsteer.model import AdaViT
+from headsteer.model.configured import PrunedModel, load_pruned
+from headsteer.runtime import resolve_device
+from headsteer.sae.topk import TopKSAE, run_folder
+from headsteer.steer.baselines import threshold_masks
+from headsteer.steer.steering import MODES, Candidates, steer_sparse
+
+__all__ = ["load_run", "Run"]
+
+BUILT_IN_SETS = {
+    "per_class": "set_per_class",
+    "global": "set_global",
+    "random": "set_random",
+    "per_class_specific": "set_per_class_specific",
+}
+"""Index-set name -> its key in `steer/latents*.safetensors` (`random`: the first of the random draws)."""
+
+
+def stored_config(run_dir: Path) -> dict:
+    """The full config the newest stage folder of `run_dir` recorded (`full_config` in its config.json)."""
+    found = []
+    for path in sorted(run_dir.glob("*/config.json")):
+        meta = read_json(path)
+        if "full_config" in meta:
+            found.append((meta.get("created", ""), str(path), meta["full_config"]))
+    if not found:
+        raise HeadsteerError(
+            f"{run_dir} holds no stage folder with a config.json; give the folder a run wrote (e.g. runs/demo)"
+        )
+    return max(found)[2]
+
+
+def load_run(run_dir: str | Path, *, device: str | None = None, data_root: str | None = None) -> "Run":
+    """Open the run folder `run_dir` (what `headsteer run CONFIG` wrote); nothing heavy is loaded yet.
+
+    `device`: 'cpu', 'cuda', 'cuda:N' (default: cuda when available, else cpu). `data_root`: where the
+    run's dataset is on this machine, when it is no longer at the `data.root` the run recorded."""
+    path = Path(run_dir).expanduser().absolute()
+    if not path.is_dir():
+        raise HeadsteerError(f"run folder {path} not found; give the folder `headsteer run` wrote (e.g. runs/demo)")
+    data = stored_config(path)
+    data["out"] = str(path)
+    if data_root is not None:
+        data.setdefault("data", {})["root"] = data_root
+    cfg = absolute_paths(from_dict(RunConfig, data))
+    if cfg.data.root is not None and not Path(cfg.data.root).exists():
+        raise HeadsteerError(
+            f"run {path} was made with data.root={cfg.data.root}, which does not exist here; "
+            f"pass load_run('{run_dir}', data_root=DIR) with the folder holding that data"
+        )
+    return Run(path, cfg, resolve_device(device or "auto"))
+
+
+class Run:
+    """A finished run: its config, results, model, data and SAEs, and one-call steering on images.
+
+    Make one with `load_run`. Layers default to the headline layer (`extract.layer`); `layer=` picks
+    another extracted one (the layer study's)."""
+
+    def __init__(self, path: Path, config: RunConfig, device: torch.device) -> None:
+        self.path = path
+        """The run folder."""
+        self.config = config
+        """The run's resolved config, rebuilt from the folder (`out` is the folder)."""
+        self.device = device
+        """Where the model and the SAEs run."""
+        self._saes: dict[int, RunSAE] = {}
+
+    def __repr__(self) -> str:
+        return f"Run('{self.path}', layer={self.layer}, device={self.device})"
+
+    @cached_property
+    def results(self) -> dict:
+        """`report/results.json` (see the results schema in the docs)."""
+        return read_json(self.path / "report" / "results.json")
+
+    @cached_property
+    def classes(self) -> list[str]:
+        """Class names, indexed by label."""
+        return read_json(self.path / "prune" / "metrics.json")["classes"]
+
+    @cached_property
+    def layer(self) -> int:
+        """The headline layer: the block whose decision the full analysis steers."""
+        return extracted_layers(self.path)[0]
+
+    @cached_property
+    def layers(self) -> list[int]:
+        """Every layer with an SAE (the headline layer and the layer study's)."""
+        return extracted_layers(self.path)[1]
+
+    @cached_property
+    def depth(self) -> int:
+        """Number of blocks of the model."""
+        return read_json(self.path / "prune" / "metrics.json")["num_layers"]
+
+    def _layer(self, layer: int | None) -> int:
+        return check_layer(layer, self.layer, self.layers, self.depth)
+
+    @cached_property
+    def _pruned(self) -> PrunedModel:
+        return load_pruned(self.config, self.device)
+
+    @property
+    def model(self) -> AdaViT:
+        """The trained model of `prune/model.safetensors`, in eval mode, on `device`."""
+        return self._pruned.model
+
+    @property
+    def data(self) -> ImageDataset:
+        """The run's dataset (uint8 images, labels and class names of both splits)."""
+        return self._pruned.data
+
+    def transform(self, images: ImageInput) -> torch.Tensor:
+        """The model's input (B, C, h, w) on `device`: uint8 images (B, C, H, W), (C, H, W) or (H, W), PIL
+        images or numpy arrays, resized and normalised as in evaluation; float tensors pass unchanged."""
+        batch = as_batch(images, self.data.in_chans)
+        return (self._pruned.test_tf(batch) if batch.dtype == torch.uint8 else batch).to(self.device)
+
+    def sae(self, layer: int | None = None) -> RunSAE:
+        """The SAE of `layer` (default: the headline layer), with its SAELens folder."""
+        layer = self._layer(layer)
+        if layer not in self._saes:
+            sae = TopKSAE.of_run(self.path, layer).to(self.device).eval()
+            self._saes[layer] = RunSAE(sae, run_folder(self.path, layer), layer)
+        return self._saes[layer]
+
+    def _latent_file(self, layer: int | None) -> dict[str, torch.Tensor]:
+        layer = self._layer(layer)
+        name = "latents.safetensors" if layer == self.layer else f"latents_layer_{layer}.safetensors"
+        return read_tensors(self.path / "steer" / name)
+
+    def latents(self, layer: int | None = None) -> LatentStats:
+        """Latent frequencies (TRAIN split), lift and head effects of `layer`'s SAE."""
+        t = self._latent_file(layer)
+        freq_c, freq = t["freq_per_class"], t["freq_overall"]
+        lift = freq_c / freq.clamp(min=1e-12)
+        return LatentStats(freq_c, freq, lift, t.get("head_effect"), t.get("head_effect_latents"))
+
+    def index_sets(self, layer: int | None = None) -> dict[str, torch.Tensor]:
+        """The latent sets S by name: per_class and per_class_specific (C, |S|), global and random (|S|,),
+        and, at the headline layer, the config's `steer.custom_sets` (their own sizes)."""
+        t = self._latent_file(layer)
+        sets = {name: t[key] for name, key in BUILT_IN_SETS.items()}
+        if self._layer(layer) != self.layer:
+            return sets
+        for name, ids in (getattr(self.config.steer, "custom_sets", {}) or {}).items():
+            if name in sets:
+                raise HeadsteerError(f"steer.custom_sets has a set named '{name}', like a built-in one; rename it")
+            sets[name] = latent_ids(ids, self.sae().sae.d_sae, f"steer.custom_sets.{name}")
+        return sets
+
+    def forward(self, images: ImageInput, *, layer: int | None = None, batch_size: int | None = None) -> Outputs:
+        """The unsteered model on `images`; `usage` is that of `layer` (default: the headline layer)."""
+        layer = self.model.resolve_layer(self.layer if layer is None else layer, "layer")
+        batch = as_batch(images, self.data.in_chans)
+        return self._batches(batch, layer, batch_size, lambda x, rows: self._unsteered(x))
+
+    def _unsteered(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.model(x)
+        return out.logits, out.masks
+
+    def steer(
+        self,
+        images: ImageInput,
+        *,
+        layer: int | None = None,
+        strategy: str | None = None,
+        latents: Sequence[int] | None = None,
+        labels: Sequence[int] | torch.Tensor | None = None,
+        alpha: float = 1.5,
+        mode: str = "pre_topk",
+        batch_size: int | None = None,
+    ) -> Outputs:
+        """Amplify a latent set S by `alpha` in the SAE code of `layer`'s CLS token and feed the decoded
+        embedding to that layer's decision network (Eq. 5); the residual stream is left as it is.
+
+        S is the index set `strategy` (a name of `index_sets`, default 'per_class') or the latent ids
+        `latents`. Class-conditioned sets take each image's class from `labels`, or, without labels, from
+        the unsteered model's prediction. `mode`: 'pre_topk', 'post_topk' or 'additive'. alpha = 0 is
+        the SAE reconstruction."""
+        layer = self._layer(layer)
+        if mode not in MODES:
+            raise HeadsteerError(f"mode='{mode}' is not a steering mode; use one of {', '.join(MODES)}")
+        batch = as_batch(images, self.data.in_chans)
+        S = self._set_rows(batch, layer, strategy, latents, labels)  # (N, |S|)
+        sae = self.sae(layer).sae
+
+        def run_batch(x: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
+            S_b = S[rows].to(self.device)  # (b, |S|)
+
+            def steered(cls: torch.Tensor) -> torch.Tensor:  # (b, d) -> (b, d)
+                cand = Candidates.of(sae.pre_acts(cls.float()), sae.k, S_b.shape[1])
+                return sae.decode_sparse(*steer_sparse(cand, S_b, alpha, mode, sae.k)).to(cls.dtype)
+
+            with self.model.override_decision_input(layer, steered):
+                return self._unsteered(x)
+
+        return self._batches(batch, layer, batch_size, run_batch)
+
+    def _set_rows(self, batch: torch.Tensor, layer: int, strategy, latents, labels) -> torch.Tensor:
+        """(N, |S|) latent indices of each image's set."""
+        if latents is not None:
+            if strategy is not None:
+                raise HeadsteerError("give steer() a strategy or latents, not both")
+            s = latent_ids(latents, self.sae(layer).sae.d_sae, "latents")
+        else:
+            sets = self.index_sets(layer)
+            strategy = strategy or "per_class"
+            if strategy not in sets:
+                names = ", ".join(sets)
+                raise HeadsteerError(f"strategy='{strategy}' is not an index set of layer {layer}; use one of {names}")
+            s = sets[strategy]
+        if s.ndim == 1:
+            return s.expand(len(batch), -1)
+        classes = self.forward(batch).predictions if labels is None else as_labels(labels, len(batch))
+        return s[classes]
+
+    def threshold(
+        self, images: ImageInput, shift: float, *, layer: int | None = None, batch_size: int | None = None
+    ) -> Outputs:
+        """The threshold baseline: `layer` keeps head h when a_h + shift > 0, a_h its decision logits (no
+        SAE, no class); shift = 0 is the unsteered model. Other layers decide as usual."""
+        layer = self.model.resolve_layer(self.layer if layer is None else layer, "layer")
+        if layer not in self.model.pruned_layers:
+            raise HeadsteerError(f"layer={layer} has no decision network; pruned layers: {self.model.pruned_layers}")
+        batch = as_batch(images, self.data.in_chans)
+        return self._batches(batch, layer, batch_size, lambda x, rows: self._shifted(x, layer, shift))
+
+    def _shifted(self, x: torch.Tensor, layer: int, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """Blocks before `layer` as usual, `layer` with shifted decision logits, then the rest (from its tokens)."""
+        first = self.model(x, capture=(layer,))
+        tokens = first.captured[layer]  # (b, T, d) entering `layer`
+        keep = threshold_masks(self.model.decisions[str(layer)](tokens[:, 0]), shift)  # (b, H)
+        tail = self.model.forward_from(tokens, start=layer, force={layer: keep})
+        return tail.logits, torch.cat([first.masks[:, :layer], tail.masks[:, layer:]], 1)
+
+    def _batches(
+        self, batch: torch.Tensor, layer: int, batch_size: int | None, call: Callable[[torch.Tensor, slice], tuple]
+    ) -> Outputs:
+        """`call(model input, rows)` -> (logits, masks) over batches of `batch` (`as_batch`), as Outputs."""
+        size = batch_size or self.config.extract.batch_size  # the extraction's batches: the same numbers
+        logits, masks = [], []
+        with torch.inference_mode():
+            for lo in range(0, len(batch), size):
+                rows = slice(lo, min(len(batch), lo + size))
+                lg, m = call(self.transform(batch[rows]), rows)
+                logits.append(lg.float().cpu())
+                masks.append(m.float().cpu())
+        lg, m = torch.cat(logits), torch.cat(masks)
+        pruned = self.model.pruned_layers
+        return Outputs(lg, lg.argmax(1), m, layer, m[:, layer].mean(1), m[:, pruned].mean(dim=(1, 2)))
