@@ -6,14 +6,17 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.headsteer-installed
+DEV    := $(VENV)/.headsteer-dev
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 DRIVER := /usr/bin/chromedriver
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install demo demo-seeds lint format test docs bench clean
+.PHONY: install install-dev demo demo-seeds lint format test docs bench clean
 
+# What the demo needs (torch, this package); install-dev adds the test, hf and docs extras.
 install: $(STAMP) $(FMNIST)
+install-dev: $(DEV) $(FMNIST)
 
 $(FMNIST):
 	$(SUDO) apt-get update -qq
@@ -26,10 +29,13 @@ $(DRIVER):
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e '.[test,hf,docs]'
+	$(PY) -m pip install -q -e .
 	touch $(STAMP)
+
+$(DEV): $(STAMP)
+	$(PY) -m pip install -q -e '.[test,hf,docs]'
+	touch $(DEV)
 
 demo: install
 	$(VENV)/bin/headsteer run $(CONFIG)
@@ -40,21 +46,21 @@ demo-seeds: demo
 	for s in 1 2; do $(VENV)/bin/headsteer run $(CONFIG) seed=$$s --out runs/demo-seed$$s || exit 1; done
 	$(VENV)/bin/headsteer aggregate runs/demo runs/demo-seed1 runs/demo-seed2 --out runs/demo-seeds
 
-lint: install
+lint: install-dev
 	$(VENV)/bin/ruff check src tests bench scripts
 	$(VENV)/bin/ruff format --check src tests bench scripts
 
-format: install
+format: install-dev
 	$(VENV)/bin/ruff check --fix src tests bench scripts
 	$(VENV)/bin/ruff format src tests bench scripts
 
 test: lint $(DRIVER)
 	$(PY) -m pytest -q tests
 
-docs: install
+docs: install-dev
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-bench: install
+bench: install-dev
 	$(PY) bench/run_all.py
 	$(PY) bench/to_markdown.py
 
