@@ -1,22 +1,31 @@
 """Run-directory bookkeeping shared by the stages.
 
-Each stage owns `RUN/<stage>/` holding `config.json` (the config sections the stage depends on, the
-git SHA), its artifacts, `metrics.json`, and `done.json` written last. A finished stage whose config
-is unchanged is skipped; a folder made by a different config is refused unless `force` is given.
+Each stage owns `RUN/<stage>/`, holding its marker and manifest (`.headsteer-manifest`, see
+headsteer.manifest), `config.json` (the config sections the stage depends on, the git SHA; for prune
+also the data fingerprint), its artifacts, `metrics.json`, and `done.json` written last with the
+size and blake2b digest of every artifact. A finished stage whose config is unchanged and whose
+artifacts still match done.json is skipped. A folder made by a different config is refused unless
+`force` is given, or unless it holds nothing valid yet (a first attempt that failed early). Cleaning
+a folder removes only what its manifest lists; a folder without a marker that holds anything is
+never written into nor cleaned.
 """
 
 from __future__ import annotations
 
-import shutil
+import os
+import shlex
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable, Literal
 
-from headsteer import distributed
+from headsteer import distributed, manifest
+from headsteer.atomic import remove_stale_temps
 from headsteer.config import RunConfig
 from headsteer.config_loader import config_diff
+from headsteer.data import UNAVAILABLE, data_fingerprint
 from headsteer.errors import HeadsteerError
-from headsteer.io import git_sha, read_json, write_json
+from headsteer.io import file_digest, git_sha, read_json, write_json, write_text
 
 STAGES = ["prune", "extract", "sae", "steer", "report"]
 # Config sections each stage's result depends on (a change upstream invalidates downstream stages).
@@ -27,22 +36,36 @@ SECTIONS = {
     "steer": ["seed", "data", "model", "prune", "extract", "sae", "steer"],
     "report": ["seed", "data", "model", "prune", "extract", "sae", "steer"],
 }
+RUNNING: dict[str, str] = {}
+"""{'out': run folder, 'stage': name} while a stage runs (what an interrupted command resumes)."""
+CHECKPOINT = "checkpoint.safetensors"
+BOOKKEEPING = ("config.json", "done.json")
+"""Files of a stage folder that are not artifacts (no digest in done.json)."""
+
+Redo = Literal["resume", "again", "over"]
+"""How a stage starts: `resume` keeps everything (an unfinished stage continues); `again` removes
+all but its intact checkpoints (a finished stage re-run, or one whose artifacts were damaged);
+`over` removes everything it wrote (--force, or an earlier stage ran again)."""
 
 
 def stage_config(cfg: RunConfig, stage: str) -> dict:
     """The config sections `stage` depends on, plus the number of training processes (under torchrun
-    the global batch is batch_size x world_size, so it changes the result)."""
+    the global batch is batch_size x world_size, so it changes the result); prune adds the data's
+    fingerprint, so changed data invalidates it (and, through it, every later stage) like a changed config."""
     full = asdict(cfg)
     out = {key: full[key] for key in SECTIONS[stage] if key in full}
     out["world_size"] = distributed.info().world_size
+    if stage == "prune":
+        out["data_fingerprint"] = data_fingerprint(cfg.data)
     return out
 
 
-def is_done(cfg: RunConfig, stage: str) -> bool:
-    folder = Path(cfg.out) / stage
-    if not (folder / "done.json").is_file() or not (folder / "config.json").is_file():
-        return False
-    return read_json(folder / "config.json").get("config") == stage_config(cfg, stage)
+def command_for(command: str, stage: str, out: str) -> str:
+    """The command line that runs `stage` with the config and overrides of `command` ('headsteer run ...')."""
+    words = shlex.split(command) if command else ["headsteer", "run", "CONFIG", "--out", out]
+    if words[:2] == ["headsteer", "run"]:
+        words[1] = stage
+    return shlex.join(words)
 
 
 def make_folder(folder: Path) -> None:
@@ -56,41 +79,151 @@ def make_folder(folder: Path) -> None:
         ) from None
 
 
-def prepare(cfg: RunConfig, stage: str, force: bool = False, command: str = "") -> Path:
-    """Create (or check) the stage folder; refuse a folder made by another config unless `force`."""
-    folder = Path(cfg.out) / stage
-    wanted = stage_config(cfg, stage)
-    cfg_file = folder / "config.json"
-    if cfg_file.is_file():
-        old = read_json(cfg_file).get("config", {})
-        if old != wanted:
-            if not force:
-                changes = "; ".join(config_diff(old, wanted)[:5])
-                raise HeadsteerError(
-                    f"run folder {folder} was made by a different config ({changes}); pass --force to "
-                    f"redo the stage there, or --out to write elsewhere"
-                )
-            shutil.rmtree(folder)
-    elif folder.exists() and force:
-        shutil.rmtree(folder)
-    make_folder(folder)
-    if not cfg_file.is_file():
-        write_json(
-            cfg_file,
-            {
-                "stage": stage,
-                "config": wanted,
-                "full_config": asdict(cfg),
-                "git_sha": git_sha(),
-                "command": command,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            },
+def check_foreign(folder: Path) -> None:
+    """Refuse a stage folder that headsteer did not make: it holds something but carries no marker."""
+    if folder.exists() and not folder.is_dir():
+        raise HeadsteerError(f"{folder} is a file where a stage folder belongs; move it away or choose another --out")
+    if folder.is_dir() and not manifest.has_marker(folder) and any(folder.iterdir()):
+        raise HeadsteerError(
+            f"{folder} holds files but no {manifest.MARKER}, so headsteer did not make it (or a version before "
+            "markers did), and never writes into or deletes such a folder: move it away or choose another --out"
         )
+
+
+def _recorded_config(folder: Path) -> dict | None:
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path).get("config")
+    except HeadsteerError:  # unreadable: treated as a different config
+        return {}
+
+
+def finished(folder: Path, wanted: dict) -> bool:
+    """The stage finished in `folder` with the config `wanted` (its artifacts may still be damaged)."""
+    return manifest.has_marker(folder) and (folder / "done.json").is_file() and _recorded_config(folder) == wanted
+
+
+def damage(folder: Path) -> dict[str, str]:
+    """{relative path: what happened to it} for the artifacts of a finished stage that no longer match
+    done.json (missing, or another size or content); empty when all are intact."""
+    try:
+        recorded = read_json(folder / "done.json").get("artifacts")
+    except HeadsteerError:
+        return {"done.json": "is unreadable"}
+    if recorded is None:
+        return {"done.json": "lists no artifacts (an older headsteer wrote it)"}
+    problems = {}
+    for rel, rec in recorded.items():
+        path = folder / rel
+        if not path.is_file():
+            problems[rel] = "is missing"
+        elif path.stat().st_size != rec["size"] or file_digest(path) != rec["blake2b"]:
+            problems[rel] = "changed"
+    return problems
+
+
+def holds_results(folder: Path) -> bool:
+    """Anything besides its config that headsteer wrote is in `folder` (a checkpoint, an artifact)."""
+    return any((folder / rel).is_file() for rel in manifest.listed(folder) if rel != "config.json")
+
+
+def _inside(folder: Path, rel: str) -> bool:
+    """`rel` names a path in `folder` (no '..', no absolute path, no linked folder leading out of it)."""
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        return False
+    return (folder / p).parent.resolve().is_relative_to(folder.resolve())
+
+
+def clean(folder: Path, keep: Callable[[str], bool] = lambda rel: False) -> None:
+    """Delete what headsteer wrote in `folder` (the files its manifest lists, their dead writers' temp
+    files, the folders that leaves empty) except what `keep` keeps. Nothing else is touched."""
+    kept, parents = [], set()
+    for rel in manifest.listed(folder):
+        path = folder / rel
+        if not _inside(folder, rel):
+            continue
+        if keep(rel) and path.is_file():
+            kept.append(rel)
+            continue
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+        remove_stale_temps(path)
+        parents.update(p for p in Path(rel).parents if p != Path("."))
+    for sub in sorted(parents, key=lambda p: -len(p.parts)):  # deepest first
+        if (folder / sub).is_dir() and not any((folder / sub).iterdir()):
+            (folder / sub).rmdir()
+    write_text(folder / manifest.MARKER, manifest.HEADER + "".join(f"{rel}\n" for rel in kept))
+    others = [str(p.relative_to(folder)) for p in sorted(folder.rglob("*")) if p.is_file()]
+    others = [rel for rel in others if rel not in kept and rel != manifest.MARKER]
+    if others:
+        print(
+            f"[{folder.name}] kept {len(others)} file(s) headsteer did not write: {', '.join(others[:3])}", flush=True
+        )
+
+
+def prepare(cfg: RunConfig, stage: str, wanted: dict, redo: Redo, force: bool = False, command: str = "") -> Path:
+    """Make (or check) the stage folder and clean it as `redo` says; a folder made by another config is
+    refused unless `force`, or unless it holds nothing valid (then it simply starts over)."""
+    folder = Path(cfg.out) / stage
+    check_foreign(folder)
+    old = _recorded_config(folder)
+    if old is not None and old != wanted:
+        if holds_results(folder) and not force:
+            changes = "; ".join(config_diff(old, wanted)[:5])
+            raise HeadsteerError(
+                f"run folder {folder} was made by a different config ({changes}); pass --force to "
+                f"redo the stage there, or --out to write elsewhere"
+            )
+        redo = "over"
+    if redo == "over" and folder.is_dir():
+        clean(folder)
+    elif redo == "again":
+        bad = damage(folder)
+        clean(folder, keep=lambda rel: rel.endswith(CHECKPOINT) and rel not in bad)
+    make_folder(folder)
+    manifest.create(folder)
+    (folder / "done.json").unlink(missing_ok=True)
+    if old != wanted or not (folder / "config.json").is_file():
+        with manifest.recording(folder):
+            write_json(
+                folder / "config.json",
+                {
+                    "stage": stage,
+                    "config": wanted,
+                    "full_config": asdict(cfg),
+                    "git_sha": git_sha(),
+                    "command": command,
+                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                },
+            )
     return folder
 
 
-def mark_done(folder: Path, seconds: float) -> None:
+def artifacts(folder: Path) -> dict[str, dict]:
+    """{relative path: {size, blake2b}} of every file headsteer wrote in `folder` (bookkeeping aside)."""
+    out = {}
+    for rel in manifest.listed(folder):
+        path = folder / rel
+        if rel not in BOOKKEEPING and path.is_file():
+            out[rel] = {"size": os.path.getsize(path), "blake2b": file_digest(path)}
+    return out
+
+
+def mark_done(cfg: RunConfig, stage: str, folder: Path, wanted: dict, seconds: float) -> None:
+    """Write done.json (the artifacts' sizes and digests). Data that could not be read when the stage
+    started (a CIFAR-100 download) gets its fingerprint recorded now that it is there."""
+    if wanted.get("data_fingerprint") == UNAVAILABLE:
+        record = read_json(folder / "config.json")
+        write_json(folder / "config.json", {**record, "config": stage_config(cfg, stage)})
     write_json(
         folder / "done.json",
-        {"git_sha": git_sha(), "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        {
+            "git_sha": git_sha(),
+            "seconds": round(seconds, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "artifacts": artifacts(folder),
+        },
     )
