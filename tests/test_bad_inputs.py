@@ -14,9 +14,9 @@ import headsteer.prune.epoch as epoch_mod
 from conftest import ROOT, dead_pid, one_line_error
 from headsteer.cli import main
 from headsteer.errors import HeadsteerError
+from headsteer.integrity import artifacts
 from headsteer.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json, write_tensors
 from headsteer.stages import run_stage
-from headsteer.stages.common import artifacts
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
 

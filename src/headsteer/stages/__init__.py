@@ -18,19 +18,19 @@ import torch
 from headsteer import distributed, manifest
 from headsteer.config import RunConfig
 from headsteer.errors import HeadsteerError
+from headsteer.integrity import STAGES, damage, inputs
 from headsteer.model.configured import check_up_front
 from headsteer.runlock import run_lock
 from headsteer.stages.common import (
     RUNNING,
-    STAGES,
     Redo,
     check_foreign,
     command_for,
-    damage,
     finished,
     mark_done,
     prepare,
     stage_config,
+    unfinished_reason,
 )
 
 
@@ -58,7 +58,7 @@ def _lock(cfg: RunConfig):
 def _start(cfg: RunConfig, name: str, wanted: dict, force: bool, skip_done: bool, upstream_ran: bool) -> Redo | None:
     """How the stage starts (common.Redo), or None when it is finished, intact and may be skipped."""
     folder = Path(cfg.out) / name
-    done = finished(folder, wanted)
+    done = finished(folder, wanted, inputs(cfg.out, name))
     problems = damage(folder) if done else {}
     if skip_done and not force and not upstream_ran and done and not problems:
         return None
@@ -83,7 +83,7 @@ def _run_stage(cfg: RunConfig, name: str, force: bool, skip_done: bool, command:
         return False
     distributed.barrier()  # every rank has decided before rank 0 changes the folder
     if dist.is_main:
-        prepare(cfg, name, wanted, redo, force, command)
+        prepare(cfg, name, wanted, inputs(cfg.out, name), redo, force, command)
         print(f"[{name}] started -> {folder}", flush=True)
     distributed.barrier()
     started = time.time()
@@ -105,9 +105,10 @@ def check_upstream(cfg: RunConfig, name: str, command: str) -> None:
     for stage in STAGES[: STAGES.index(name)]:
         folder = Path(cfg.out) / stage
         redo = command_for(command, stage, cfg.out)
-        if not finished(folder, stage_config(cfg, stage)):
-            state = "was made by a different config" if (folder / "done.json").is_file() else "has not finished"
-            raise HeadsteerError(f"the {stage} stage in {folder} {state}; run `{redo}` first (or `headsteer run`)")
+        wanted, made_from = stage_config(cfg, stage), inputs(cfg.out, stage)
+        if not finished(folder, wanted, made_from):
+            why = unfinished_reason(folder, wanted, made_from)
+            raise HeadsteerError(f"the {stage} stage in {folder} {why}; run `{redo}` first (or `headsteer run`)")
         problems = damage(folder)
         if problems:
             rel, what = next(iter(problems.items()))

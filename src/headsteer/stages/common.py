@@ -3,8 +3,9 @@
 Each stage owns `RUN/<stage>/`, holding its marker and manifest (`.headsteer-manifest`, see
 headsteer.manifest), `config.json` (the config sections the stage depends on, the git SHA; for prune
 also the data fingerprint), its artifacts, `metrics.json`, and `done.json` written last with the
-size and blake2b digest of every artifact. A finished stage whose config is unchanged and whose
-artifacts still match done.json is skipped. A folder made by a different config is refused unless
+size and blake2b digest of every artifact (headsteer.integrity). A finished stage whose
+config is unchanged, whose artifacts still match done.json and whose earlier stages were not redone
+since it started is skipped. A folder made by a different config is refused unless
 `force` is given, or unless it holds nothing valid yet (a first attempt that failed early). Cleaning
 a folder removes only what its manifest lists; a folder without a marker that holds anything is
 never written into nor cleaned.
@@ -12,7 +13,6 @@ never written into nor cleaned.
 
 from __future__ import annotations
 
-import os
 import shlex
 import time
 from dataclasses import asdict
@@ -25,9 +25,9 @@ from headsteer.config import RunConfig
 from headsteer.config_loader import config_diff
 from headsteer.data import UNAVAILABLE, data_fingerprint
 from headsteer.errors import HeadsteerError
-from headsteer.io import file_digest, git_sha, read_json, write_json, write_text
+from headsteer.integrity import artifacts, damage, stale
+from headsteer.io import git_sha, read_json, write_json, write_text
 
-STAGES = ["prune", "extract", "sae", "steer", "report"]
 # Config sections each stage's result depends on (a change upstream invalidates downstream stages).
 SECTIONS = {
     "prune": ["seed", "data", "model", "prune"],
@@ -39,8 +39,6 @@ SECTIONS = {
 RUNNING: dict[str, str] = {}
 """{'out': run folder, 'stage': name} while a stage runs (what an interrupted command resumes)."""
 CHECKPOINT = "checkpoint.safetensors"
-BOOKKEEPING = ("config.json", "done.json")
-"""Files of a stage folder that are not artifacts (no digest in done.json)."""
 
 Redo = Literal["resume", "again", "over"]
 """How a stage starts: `resume` keeps everything (an unfinished stage continues); `again` removes
@@ -90,38 +88,37 @@ def check_foreign(folder: Path) -> None:
         )
 
 
-def _recorded_config(folder: Path) -> dict | None:
+def _recorded(folder: Path) -> dict | None:
+    """config.json of a stage folder ({} when unreadable: treated as another config), None without one."""
     path = folder / "config.json"
     if not path.is_file():
         return None
     try:
-        return read_json(path).get("config")
-    except HeadsteerError:  # unreadable: treated as a different config
+        return read_json(path)
+    except HeadsteerError:
         return {}
 
 
-def finished(folder: Path, wanted: dict) -> bool:
-    """The stage finished in `folder` with the config `wanted` (its artifacts may still be damaged)."""
-    return manifest.has_marker(folder) and (folder / "done.json").is_file() and _recorded_config(folder) == wanted
+def finished(folder: Path, wanted: dict, inputs: dict[str, str]) -> bool:
+    """The stage finished in `folder` with the config `wanted`, from the earlier stages' results
+    `inputs` (integrity.inputs); its artifacts may still be damaged (integrity.damage)."""
+    record = _recorded(folder) or {}
+    return (
+        manifest.has_marker(folder)
+        and (folder / "done.json").is_file()
+        and record.get("config") == wanted
+        and not stale(record.get("inputs"), inputs)
+    )
 
 
-def damage(folder: Path) -> dict[str, str]:
-    """{relative path: what happened to it} for the artifacts of a finished stage that no longer match
-    done.json (missing, or another size or content); empty when all are intact."""
-    try:
-        recorded = read_json(folder / "done.json").get("artifacts")
-    except HeadsteerError:
-        return {"done.json": "is unreadable"}
-    if recorded is None:
-        return {"done.json": "lists no artifacts (an older headsteer wrote it)"}
-    problems = {}
-    for rel, rec in recorded.items():
-        path = folder / rel
-        if not path.is_file():
-            problems[rel] = "is missing"
-        elif path.stat().st_size != rec["size"] or file_digest(path) != rec["blake2b"]:
-            problems[rel] = "changed"
-    return problems
+def unfinished_reason(folder: Path, wanted: dict, inputs: dict[str, str]) -> str:
+    """Why `finished` is False, as a phrase following the stage's name."""
+    record = _recorded(folder)
+    if record is None or not (folder / "done.json").is_file():
+        return "has not finished"
+    if record.get("config") != wanted:
+        return "was made by a different config"
+    return f"was made from an earlier result of the {', '.join(stale(record.get('inputs'), inputs))} stage"
 
 
 def holds_results(folder: Path) -> bool:
@@ -164,12 +161,16 @@ def clean(folder: Path, keep: Callable[[str], bool] = lambda rel: False) -> None
         )
 
 
-def prepare(cfg: RunConfig, stage: str, wanted: dict, redo: Redo, force: bool = False, command: str = "") -> Path:
-    """Make (or check) the stage folder and clean it as `redo` says; a folder made by another config is
-    refused unless `force`, or unless it holds nothing valid (then it simply starts over)."""
+def prepare(
+    cfg: RunConfig, stage: str, wanted: dict, inputs: dict[str, str], redo: Redo, force: bool = False, command: str = ""
+) -> Path:
+    """Make (or check) the stage folder and clean it as `redo` says. A folder made by another config is
+    refused unless `force`, or unless it holds nothing valid (then it simply starts over); one made from
+    earlier results that were redone since (`inputs`) starts over."""
     folder = Path(cfg.out) / stage
     check_foreign(folder)
-    old = _recorded_config(folder)
+    record = _recorded(folder)
+    old = record.get("config") if record is not None else None
     if old is not None and old != wanted:
         if holds_results(folder) and not force:
             changes = "; ".join(config_diff(old, wanted)[:5])
@@ -177,6 +178,10 @@ def prepare(cfg: RunConfig, stage: str, wanted: dict, redo: Redo, force: bool = 
                 f"run folder {folder} was made by a different config ({changes}); pass --force to "
                 f"redo the stage there, or --out to write elsewhere"
             )
+        redo = "over"
+    elif record is not None and stale(record.get("inputs"), inputs) and holds_results(folder):
+        redone = ", ".join(stale(record.get("inputs"), inputs))
+        print(f"[{stage}] the {redone} stage was redone since this one started: starting {stage} over", flush=True)
         redo = "over"
     if redo == "over" and folder.is_dir():
         clean(folder)
@@ -186,30 +191,24 @@ def prepare(cfg: RunConfig, stage: str, wanted: dict, redo: Redo, force: bool = 
     make_folder(folder)
     manifest.create(folder)
     (folder / "done.json").unlink(missing_ok=True)
-    if old != wanted or not (folder / "config.json").is_file():
-        with manifest.recording(folder):
-            write_json(
-                folder / "config.json",
-                {
-                    "stage": stage,
-                    "config": wanted,
-                    "full_config": asdict(cfg),
-                    "git_sha": git_sha(),
-                    "command": command,
-                    "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                },
-            )
+    record = record or {}
+    if not (folder / "config.json").is_file() or record.get("config") != wanted or stale(record.get("inputs"), inputs):
+        _write_config(cfg, stage, folder, wanted, inputs, command)
     return folder
 
 
-def artifacts(folder: Path) -> dict[str, dict]:
-    """{relative path: {size, blake2b}} of every file headsteer wrote in `folder` (bookkeeping aside)."""
-    out = {}
-    for rel in manifest.listed(folder):
-        path = folder / rel
-        if rel not in BOOKKEEPING and path.is_file():
-            out[rel] = {"size": os.path.getsize(path), "blake2b": file_digest(path)}
-    return out
+def _write_config(cfg: RunConfig, stage: str, folder: Path, wanted: dict, inputs: dict, command: str) -> None:
+    record = {
+        "stage": stage,
+        "config": wanted,
+        "inputs": inputs,
+        "full_config": asdict(cfg),
+        "git_sha": git_sha(),
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    with manifest.recording(folder):
+        write_json(folder / "config.json", record)
 
 
 def mark_done(cfg: RunConfig, stage: str, folder: Path, wanted: dict, seconds: float) -> None:
