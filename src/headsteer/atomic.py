@@ -69,6 +69,17 @@ def _sync_folder(folder: Path) -> None:
             os.close(fd)
 
 
+def make_folder(folder: Path) -> None:
+    """mkdir -p, with a one-line error when the path cannot be a folder (a file in the way, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HeadsteerError(
+            f"cannot create the run folder {folder} ({exc.strerror or exc}); "
+            "choose another --out (or `out=` in the config)"
+        ) from None
+
+
 def write_bytes(path: str | Path, data: bytes) -> None:
     """Write `data` to `path` atomically (unique temp file in the same folder, fsync, rename)."""
     path = Path(path)

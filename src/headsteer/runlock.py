@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from headsteer.atomic import make_folder
 from headsteer.errors import HeadsteerError
 
 LOCK_NAME = ".lock"
@@ -23,8 +24,8 @@ LOCK_NAME = ".lock"
 def run_lock(run_dir: str | Path) -> Iterator[None]:
     """Hold RUN/.lock for the block; refuse with one line when another process holds it."""
     path = Path(run_dir) / LOCK_NAME
+    make_folder(Path(run_dir))
     try:
-        Path(run_dir).mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
     except OSError as exc:
         raise HeadsteerError(

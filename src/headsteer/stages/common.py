@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Callable, Literal
 
 from headsteer import distributed, manifest
-from headsteer.atomic import remove_stale_temps
+from headsteer.atomic import make_folder, remove_stale_temps
 from headsteer.config import RunConfig
 from headsteer.config_loader import config_diff
 from headsteer.data import UNAVAILABLE, data_fingerprint
@@ -64,17 +64,6 @@ def command_for(command: str, stage: str, out: str) -> str:
     if words[:2] == ["headsteer", "run"]:
         words[1] = stage
     return shlex.join(words)
-
-
-def make_folder(folder: Path) -> None:
-    """mkdir -p, with a one-line error when the path cannot be a folder (a file in the way, no permission)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise HeadsteerError(
-            f"cannot create the run folder {folder} ({exc.strerror or exc}); "
-            "choose another --out (or `out=` in the config)"
-        ) from None
 
 
 def check_foreign(folder: Path) -> None:

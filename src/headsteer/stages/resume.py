@@ -28,7 +28,8 @@ def _extract(folder: Path) -> str:
 
 
 def _sae(folder: Path) -> str:
-    for sub in sorted(folder.glob("layer_*"), key=lambda p: int(p.name.split("_")[1])):
+    layers = [p for p in folder.glob("layer_*") if p.name[len("layer_") :].isdigit()]
+    for sub in sorted(layers, key=lambda p: int(p.name[len("layer_") :])):
         if (sub / "metrics.json").is_file():
             continue
         ckpt = sub / "checkpoint.safetensors"
