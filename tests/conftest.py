@@ -60,6 +60,16 @@ def make_cifar100(root: Path, n_train: int = 40, n_test: int = 20, seed: int = 0
     return root
 
 
+def dead_pid() -> int:
+    """The pid of a process that has just exited (a killed writer's, for temp-file names)."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
 def one_line_error(capsys, argv) -> str:
     """Run the CLI on argv; assert exit status 2 and a single `headsteer: error: ...` line; return it."""
     from headsteer.cli import main

@@ -1,6 +1,7 @@
 """Every error a user can cause: one line naming the problem and the fix, exit 2, nothing lost."""
 
 import errno
+import os
 import shutil
 from pathlib import Path
 
@@ -8,12 +9,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import headsteer.io as hio
+import headsteer.atomic as atomic
 import headsteer.prune.epoch as epoch_mod
-from conftest import PIPELINE_OVERRIDES, ROOT, one_line_error
+from conftest import PIPELINE_OVERRIDES, ROOT, dead_pid, one_line_error
 from headsteer.cli import main
 from headsteer.errors import HeadsteerError
-from headsteer.io import checkpoint_state, load_checkpoint, save_checkpoint, write_tensors
+from headsteer.integrity import artifacts
+from headsteer.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json, write_tensors
 from headsteer.stages import run_stage
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
@@ -102,7 +104,9 @@ def test_nan_loss_stops_keeps_last_good_checkpoint_and_resumes(smoke_cfg, monkey
 
     monkeypatch.setattr(epoch_mod.F, "cross_entropy", nan_in_second_epoch)
     with pytest.raises(
-        HeadsteerError, match=r"loss became nan at step 12 \(dense 2/2\); the last good checkpoint is kept"
+        HeadsteerError,
+        match=r"training diverged: loss became nan at step 12 \(dense 2/2\); the last good checkpoint is kept\. "
+        r"Lower prune\.dense_lr \(now 0\.003\) and run again with --force",
     ):
         run_stage(cfg, "prune")
     ckpt = Path(cfg.out) / "prune" / "checkpoint.safetensors"
@@ -116,11 +120,11 @@ def test_disk_full_leaves_previous_artifact_intact(tmp_path, monkeypatch):
     path = tmp_path / "weights.safetensors"
     write_tensors(path, {"w": torch.ones(3)})
 
-    def full_disk(tensors, filename, metadata=None):
-        Path(filename).write_bytes(b"partial")
+    def full_disk(fd, data):
+        os.write(fd, b"partial")
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(hio, "save_file", full_disk)
+    monkeypatch.setattr(atomic, "_write_all", full_disk)
     with pytest.raises(
         HeadsteerError, match=r"disk full while writing .*weights.safetensors; nothing was half-written"
     ):
@@ -136,6 +140,8 @@ def test_sae_of_other_width_is_refused_by_steer(pipeline, tmp_path, capsys):
         shutil.copytree(Path(pipeline.out) / stage, tmp_path / stage)
     shutil.copytree(Path(pipeline.out) / "sae", tmp_path / "sae")
     TopKSAE(32, 64, 4).save(run_folder(tmp_path, 1))  # someone else's SAE in the smoke run's layer-1 folder
+    done = tmp_path / "sae" / "done.json"  # ... recorded as finished (else the changed files are redone)
+    write_json(done, {**read_json(done), "artifacts": artifacts(tmp_path / "sae")})
     line = one_line_error(
         capsys,
         [
@@ -150,7 +156,7 @@ def test_sae_of_other_width_is_refused_by_steer(pipeline, tmp_path, capsys):
 
 
 def test_temp_file_of_a_killed_writer_is_cleaned_up(tmp_path):
-    stale = tmp_path / ".weights.safetensors.abc123.tmp"
+    stale = tmp_path / f".weights.safetensors.{dead_pid()}.0123456789ab.tmp"  # its writer was killed
     stale.write_bytes(b"half a file")
     write_tensors(tmp_path / "weights.safetensors", {"w": torch.ones(2)})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["weights.safetensors"]

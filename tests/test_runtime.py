@@ -65,6 +65,6 @@ def test_out_that_cannot_be_created_is_a_one_line_error(capsys, tmp_path, fashio
     blocker.write_text("in the way")
     out = where.replace("FILE", str(blocker))
     line = one_line_error(capsys, ["prune", SMOKE, f"data.root={fashion_dir}", "--out", out])
-    assert line.startswith(f"headsteer: error: cannot create the run folder {out}/prune")
+    assert line.startswith(f"headsteer: error: cannot create the run folder {out} (")
     assert "choose another --out" in line
     assert blocker.read_text() == "in the way"

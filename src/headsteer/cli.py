@@ -8,6 +8,7 @@ import shlex
 import sys
 import traceback
 
+from headsteer import signals
 from headsteer.errors import HeadsteerError
 
 STAGE_HELP = {
@@ -143,6 +144,7 @@ def _print_summary(out: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    signals.install()
     parser = _parser()
     args, rest = parser.parse_known_args(argv)  # the rest: dotted overrides, anywhere on the line
     if args.command == "aggregate":  # no overrides: what argparse left over are run directories or bad options
@@ -186,9 +188,10 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         print(f"headsteer: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("headsteer: interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (signals.install)
+        from headsteer.stages.resume import interrupted
+
+        return interrupted(exc)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,9 @@ as a layer index or k against d_sae, are checked where the model is known). Read
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, Optional, Union
 
 from headsteer.config_steer import SteerConfig
@@ -97,6 +99,11 @@ class ModelConfig:
             raise HeadsteerError(f"model.tau={self.tau} must be > 0")
         if self.decision_hidden < 0:
             raise HeadsteerError(f"model.decision_hidden={self.decision_hidden} must be >= 0")
+        if self.embed_dim is not None and self.num_heads is not None and self.embed_dim % self.num_heads:
+            raise HeadsteerError(
+                f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}; every head "
+                "gets embed_dim / num_heads channels: change one of them"
+            )
 
     @property
     def loads_pretrained(self) -> bool:
@@ -234,3 +241,40 @@ class RunConfig:
     """Top-k sparse autoencoder (stage `sae`)."""
     steer: SteerConfig = field(default_factory=SteerConfig)
     """Steering sweep and analyses (stage `steer`)."""
+
+    def __post_init__(self) -> None:
+        if self.threads is not None and self.threads < 1:
+            raise HeadsteerError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
+        check_out_path(self.out)
+
+
+LONGEST_INSIDE_RUN = 100
+"""Characters the longest path headsteer writes inside a run folder adds to it (a temp file of a chunk)."""
+
+
+def _limits(path: Path) -> tuple[int, int]:
+    """(PATH_MAX, NAME_MAX) of the file system that holds `path` (asked of its nearest existing folder)."""
+    probe = path
+    while not os.path.isdir(probe) and probe != probe.parent:  # isdir: False (no error) for over-long names
+        probe = probe.parent
+    try:
+        return os.pathconf(probe, "PC_PATH_MAX"), os.pathconf(probe, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        return 4096, 255
+
+
+def check_out_path(out: str) -> None:
+    """Refuse a run folder whose name, or the paths headsteer writes inside it, the file system cannot hold."""
+    path = Path(os.path.abspath(os.path.expanduser(out)))
+    path_max, name_max = _limits(path)
+    for part in path.parts:
+        if len(os.fsencode(part)) > name_max:
+            raise HeadsteerError(
+                f"out: the folder name '{part[:24]}...' is {len(os.fsencode(part))} bytes, more than this file "
+                f"system's {name_max}; choose a shorter --out"
+            )
+    if len(os.fsencode(str(path))) + LONGEST_INSIDE_RUN > path_max:
+        raise HeadsteerError(
+            f"out: {str(path)[:40]}... is {len(os.fsencode(str(path)))} bytes long; with the files inside a run folder "
+            f"that passes this file system's limit of {path_max}; choose a shorter --out"
+        )

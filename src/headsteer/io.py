@@ -1,62 +1,84 @@
-"""Artifacts on disk: atomic JSON / safetensors writes and training checkpoints.
+"""Artifacts on disk: JSON, text and safetensors serialised in memory and written through the one
+writer (`headsteer.atomic.write_bytes`: temp file, fsync, rename), and training checkpoints. Our
+artifacts hold no pickles.
 
-Every write goes to a temporary file in the same folder and is renamed into place, so a crash or a
-full disk never leaves a half-written artifact where a finished one is expected. Our artifacts are
-JSON + safetensors only (no pickles).
+Every .safetensors file written here carries a blake2b digest of its tensor data in its metadata
+(`headsteer_blake2b`); `read_tensors` checks it, so bytes changed inside a file are caught when it is
+read, never trained on.
 """
 
 from __future__ import annotations
 
-import errno
+import hashlib
 import json
-import os
+import math
 import subprocess
-import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors import SafetensorError, safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save
 
+from headsteer.atomic import write_bytes
 from headsteer.errors import HeadsteerError
+from headsteer.finite import first_nonfinite
+
+DIGEST_KEY = "headsteer_blake2b"
+"""Metadata key of the blake2b digest of a .safetensors file's tensor data."""
 
 
-def _atomic(path: Path, write: Callable[[str], None]) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):  # left by a writer that was killed (SIGKILL)
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise HeadsteerError(
-                f"disk full while writing {path}; nothing was half-written (the previous "
-                "version, if any, is intact): free space and run the same command again"
-            ) from None
-        raise
+def digest(data: bytes | memoryview) -> str:
+    """The fast content hash used for artifacts (blake2b, 128 bits, hex)."""
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
-def write_json(path: str | Path, obj: Any) -> None:
-    def write(tmp: str) -> None:
-        with open(tmp, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-
-    _atomic(Path(path), write)
+def file_digest(path: str | Path) -> str:
+    """`digest` of a file's content, read in 1 MiB blocks."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file (UTF-8) atomically."""
-    _atomic(Path(path), lambda tmp: Path(tmp).write_text(text, encoding="utf-8"))
+    write_bytes(path, text.encode("utf-8"))
+
+
+# --------------------------------------------------------------------------------------------------
+# JSON
+
+
+def _nonfinite_entry(obj: Any, key: str = "") -> tuple[str, float] | None:
+    """(dotted key, value) of the first NaN or infinity inside nested dicts / lists."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return key or "(the top level)", obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = _nonfinite_entry(v, f"{key}[{k}]" if isinstance(k, int) else f"{key}.{k}" if key else str(k))
+        if found:
+            return found
+    return None
+
+
+def json_text(obj: Any, path: str | Path, indent: int | None = 2) -> str:
+    """Strict JSON of `obj` (no NaN / Infinity, which JSON does not have), meant for `path`."""
+    try:
+        return json.dumps(obj, indent=indent, allow_nan=False) + ("\n" if indent else "")
+    except ValueError:
+        found = _nonfinite_entry(obj)
+        if found is None:
+            raise
+        raise HeadsteerError(
+            f"refusing to write {path}: '{found[0]}' is {found[1]}, and JSON has no NaN or infinity; a result went "
+            "non-finite without being caught (a bug: please report it with the command that ran)"
+        ) from None
+
+
+def write_json(path: str | Path, obj: Any) -> None:
+    write_text(path, json_text(obj, path))
 
 
 def read_json(path: str | Path) -> Any:
@@ -65,25 +87,55 @@ def read_json(path: str | Path) -> Any:
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise HeadsteerError(f"{path} not found; run the stage that writes it first") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise HeadsteerError(f"{path} is not valid JSON ({exc}); delete it and re-run its stage") from None
 
 
-def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+# --------------------------------------------------------------------------------------------------
+# safetensors
+
+
+def _data_start(raw: bytes) -> int:
+    """Offset of the tensor data in a .safetensors file (8-byte header length, then the JSON header)."""
+    if len(raw) < 8 or 8 + int.from_bytes(raw[:8], "little") > len(raw):
+        raise ValueError("file too short for its header")
+    return 8 + int.from_bytes(raw[:8], "little")
+
+
+def tensor_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+    """A .safetensors file's bytes, with the digest of its tensor data in the metadata."""
     tensors = {k: v.detach().contiguous().cpu() for k, v in tensors.items()}
-    _atomic(Path(path), lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    first = save(tensors, metadata=metadata)  # the data section does not depend on the metadata
+    return save(tensors, metadata={**(metadata or {}), DIGEST_KEY: digest(memoryview(first)[_data_start(first) :])})
 
 
-def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
-    path = Path(path)
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> None:
+    write_bytes(path, tensor_bytes(tensors, metadata))
+
+
+def _read_safetensors(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, metadata) of a .safetensors file, its digest checked when it has one."""
     if not path.is_file():
         raise HeadsteerError(f"{path} not found; run the stage that writes it first")
     try:
-        return load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        raw = path.read_bytes()
+        start = _data_start(raw)
+        meta = json.loads(raw[8:start]).get("__metadata__") or {}
+        tensors = load(raw)
+    except (SafetensorError, OSError, ValueError, AttributeError) as exc:
         raise HeadsteerError(
             f"{path} is not a readable .safetensors file ({exc}); delete it and re-run its stage"
         ) from None
+    if DIGEST_KEY in meta and digest(memoryview(raw)[start:]) != meta[DIGEST_KEY]:
+        raise HeadsteerError(
+            f"{path} is damaged: its content no longer matches the checksum written with it; delete it and re-run "
+            "its stage"
+        )
+    return tensors, meta
+
+
+def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
+    return _read_safetensors(Path(path))[0]
 
 
 def git_sha() -> str:
@@ -129,7 +181,7 @@ def save_checkpoint(
             for key, value in pstate.items():
                 tensors[f"optim.{idx}.{key}"] = value if torch.is_tensor(value) else torch.tensor(value)
         meta["param_groups"] = osd["param_groups"]
-    write_tensors(path, tensors, metadata={"headsteer": json.dumps(meta)})
+    write_tensors(path, tensors, metadata={"headsteer": json_text(meta, path, indent=None)})
 
 
 def checkpoint_state(path: str | Path) -> dict:
@@ -138,7 +190,7 @@ def checkpoint_state(path: str | Path) -> dict:
         with safe_open(str(path), framework="pt") as f:
             return json.loads(f.metadata()["headsteer"])["state"]
     except (SafetensorError, OSError, KeyError, TypeError, json.JSONDecodeError) as exc:
-        raise HeadsteerError(f"checkpoint {path} is unreadable ({exc}); delete it to start the stage over") from None
+        raise HeadsteerError(f"checkpoint {path} is unreadable ({exc}); delete it to restart the stage") from None
 
 
 def checkpoint_extra(path: str | Path) -> dict[str, torch.Tensor]:
@@ -147,11 +199,14 @@ def checkpoint_extra(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None) -> dict:
-    """Restore what `save_checkpoint` wrote into `model` (and `optimizer`); return the state dict."""
+    """Restore what `save_checkpoint` wrote into `model` (and `optimizer`); return the state dict.
+    A checkpoint holding a NaN or an infinity in its weights or optimizer state is refused."""
     path = Path(path)
-    tensors = read_tensors(path)
-    with safe_open(str(path), framework="pt") as f:
-        meta = json.loads(f.metadata()["headsteer"])
+    tensors, metadata = _read_safetensors(path)
+    bad = first_nonfinite((k, v) for k, v in tensors.items() if not k.startswith("extra."))
+    if bad is not None:
+        raise HeadsteerError(f"checkpoint {path} holds non-finite values ({bad}); delete it to restart the stage")
+    meta = json.loads(metadata["headsteer"])
     model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(model_sd, strict=True)

@@ -9,6 +9,14 @@
   var pct = function (v) { return (100 * v).toFixed(2) + " %"; };
   var pts = function (v) { return (v >= 0 ? "+" : "") + (100 * v).toFixed(2); };
   var signed = function (v, d) { return (v >= 0 ? "+" : "") + v.toFixed(d); };
+  // Text from the data (class names) never goes through innerHTML: markup gets an empty
+  // <span data-class="c"></span>, and names() fills it with textContent.
+  var classSlot = function (c) { return "<span data-class=\"" + c + "\"></span>"; };
+  function names(root) {
+    root.querySelectorAll("[data-class]").forEach(function (e) {
+      e.textContent = L.classes[parseInt(e.getAttribute("data-class"), 10)];
+    });
+  }
 
   function options(select, values, labels) {
     select.innerHTML = "";
@@ -149,8 +157,9 @@
     $("lb-rows").innerHTML = order.slice(page * PAGE, (page + 1) * PAGE).map(function (j) {
       return "<tr class=\"lb-row\" data-j=\"" + j + "\" data-id=\"" + C.id[j] + "\"><td>#" + C.id[j] + "</td><td>" +
         (100 * C.freq[j]).toFixed(2) + " %</td><td>" + C.mean[j].toFixed(3) + "</td><td>" + C.lift[j].toFixed(2) +
-        " (" + L.classes[C.lift_class[j]] + ")</td><td>" + effectSize[j].toFixed(3) + "</td></tr>";
+        " (" + classSlot(C.lift_class[j]) + ")</td><td>" + effectSize[j].toFixed(3) + "</td></tr>";
     }).join("");
+    names($("lb-rows"));
   }
 
   function thumb(slot, value) {
@@ -163,7 +172,7 @@
   function card(j) {
     open = j;
     var bars = C.per_class[j].map(function (f, c) {
-      return "<div class=\"bar\"><span>" + L.classes[c] + "</span><i style=\"width:" + (60 * f).toFixed(1) + "%\"></i><b>" +
+      return "<div class=\"bar\">" + classSlot(c) + "<i style=\"width:" + (60 * f).toFixed(1) + "%\"></i><b>" +
         (100 * f).toFixed(1) + " %</b></div>";
     }).join("");
     var eff = C.effect[j].map(function (v, h) {
@@ -175,10 +184,11 @@
     $("lb-detail").innerHTML = "<h3>latent #" + C.id[j] + "</h3>" +
       "<p>fires on <b id=\"lb-freq\" data-value=\"" + C.freq[j] + "\">" + (100 * C.freq[j]).toFixed(2) + " %</b> of training images (" +
       (100 * C.fires_on_test[j]).toFixed(2) + " % of test images); mean activation when active <b id=\"lb-mean\">" +
-      C.mean[j].toFixed(3) + "</b>; most specific to " + L.classes[C.lift_class[j]] + " (lift " + C.lift[j].toFixed(2) + ")</p>" +
+      C.mean[j].toFixed(3) + "</b>; most specific to " + classSlot(C.lift_class[j]) + " (lift " + C.lift[j].toFixed(2) + ")</p>" +
       "<div class=\"cols\"><div><h4>frequency per class</h4>" + bars + "</div><div><h4>head effect (keep-rate change, layer " +
       S.layer + ", α = " + D.effect_alpha + ")</h4>" + eff + "</div></div><h4>top activating test images</h4><div id=\"lb-images\">" +
       (imgs || "<p class=\"sub\">none: it never fires on the test set</p>") + "</div>";
+    names($("lb-detail"));
   }
 
   function init() {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import matplotlib
@@ -9,6 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from headsteer.atomic import write_bytes  # noqa: E402
 
 STYLE = {
     "per_class": ("#1f77b4", "per-class frequent"),
@@ -20,8 +23,11 @@ DPI = 110
 
 
 def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
+    """Render to PNG bytes in memory, then write them through headsteer's one writer."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     plt.close(fig)
+    write_bytes(path, buf.getvalue())
     return path
 
 

@@ -35,7 +35,8 @@ def explorer_html(doc: dict | None) -> str:
     """The interactive explorer (steering and latents): markup, the data as JSON, the inline script."""
     if not doc:
         return ""
-    data = json.dumps(doc, separators=(",", ":")).replace("</", "<\\/")  # no "</script>" inside the JSON
+    # no "<" at all inside the script element ("</script>", "<!--"): JSON reads "\u003c" as the same "<"
+    data = json.dumps(doc, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     return f"""<h2 id="explore">Explore steering</h2><div class="explorer">
 <div class="controls"><label>mode <select id="hs-mode"></select></label>
 <label>strategy <select id="hs-strategy"></select></label><label>class from <select id="hs-source"></select></label>

@@ -3,11 +3,23 @@ images in class folders (imagefolder)."""
 
 from __future__ import annotations
 
+import importlib
+import json
+
 from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit, batch_indices, iterate, seeded_subset
 from headsteer.data.transforms import BatchTransform
 
-__all__ = ["ImageDataset", "ImageSplit", "BatchTransform", "batch_indices", "iterate", "load_dataset", "seeded_subset"]
+__all__ = [
+    "ImageDataset",
+    "ImageSplit",
+    "BatchTransform",
+    "batch_indices",
+    "data_fingerprint",
+    "iterate",
+    "load_dataset",
+    "seeded_subset",
+]
 
 
 def load_dataset(cfg: DataConfig) -> ImageDataset:
@@ -31,3 +43,21 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     ds.train = ds.train.head(cfg.train_limit)
     ds.test = ds.test.head(cfg.test_limit)
     return ds
+
+
+UNAVAILABLE = "unavailable"
+"""The fingerprint of data that cannot be read yet (missing, not downloaded): the loader says why."""
+
+
+def data_fingerprint(cfg: DataConfig) -> str:
+    """A hash that changes when the configured data does, without decoding it: an image folder's
+    relative paths, sizes and mtimes; a Hugging Face dataset's own fingerprints; the sizes and mtimes of
+    the Fashion-MNIST / CIFAR-100 files. UNAVAILABLE when the data cannot be found."""
+    from headsteer.errors import HeadsteerError
+    from headsteer.io import digest
+
+    try:  # each loader module's `fingerprint(cfg)` lists what it reads
+        parts = importlib.import_module(f"headsteer.data.{cfg.name}").fingerprint(cfg)
+    except (HeadsteerError, OSError):
+        return UNAVAILABLE
+    return digest(json.dumps([cfg.name, parts]).encode())

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit
 from headsteer.errors import HeadsteerError
 
@@ -41,6 +42,15 @@ def _reader():
             self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
 
     return Reader
+
+
+def fingerprint(cfg: DataConfig) -> list:
+    """[file, size, mtime (ns)] of the files the loader reads (train, test, meta): changes when they do."""
+    folder = Path(cfg.root or DEFAULT_ROOT) / "cifar-100-python"
+    files = [folder / name for name in ("train", "test", "meta")]
+    if not all(f.is_file() for f in files):
+        raise HeadsteerError(f"CIFAR-100 files not found in {folder}")
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 def load_cifar100(root: str | None = None, download: bool = False) -> ImageDataset:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit
 from headsteer.errors import HeadsteerError
 
@@ -59,6 +60,13 @@ def read_idx(path: Path) -> np.ndarray:
             f"{len(raw) - header}; {_FIX}"
         )
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+
+
+def fingerprint(cfg: DataConfig) -> list:
+    """[file, size, mtime (ns)] of the four files the loader reads: changes when they do."""
+    folder = Path(cfg.root or DEFAULT_ROOT)
+    files = [_find(folder, stem) for stem in FILES.values()]
+    return [[str(f), f.stat().st_size, f.stat().st_mtime_ns] for f in files]
 
 
 def load_fashion_mnist(root: str | None = None) -> ImageDataset:

@@ -1,4 +1,15 @@
-"""Decoded PIL images -> one in-memory uint8 split tensor, shared by the imagefolder and hf loaders."""
+"""Decoded PIL images -> one in-memory uint8 split tensor, shared by the imagefolder and hf loaders.
+
+Every PIL mode becomes 8 bits per channel (`to_8bit`), gray modes as one channel ('L'), the others
+as RGB, or is refused with one line naming the file:
+- 16-bit integer modes (I;16, I;16L, I;16B, I;16N) are scaled by their type's range (0..65535);
+  32-bit integer 'I' the same when its values fit in 0..65535 (what PIL gives for most 16-bit
+  files), else by the image's own min..max; 32-bit float 'F' maps 0..1 to 0..255 when its values lie
+  there, else its own min..max. A constant image outside those ranges becomes 0.
+- Transparency (RGBA, LA, PA, palette images with a transparent colour, premultiplied RGBa / La) is
+  composited over black, which for fully transparent pixels stored as black equals dropping alpha.
+- CMYK, YCbCr, HSV, LAB, RGBX, palette: PIL's conversion to RGB; '1': 0 or 255.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +24,11 @@ from torchvision.transforms import v2
 from headsteer.data.base import seeded_subset
 from headsteer.errors import HeadsteerError
 
-GRAY_MODES = ("L", "1", "I;16", "I")
+GRAY_MODES = ("L", "1", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+"""Modes held as one channel (the others become RGB)."""
+WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
+"""Modes with more than 8 bits per pixel, scaled to 0..255 by `_scaled`."""
+ALPHA_MODES = ("RGBA", "LA", "PA")
 
 
 def _read(source: str | bytes, name: str, pixels: bool):
@@ -34,24 +49,74 @@ def header(source: str | bytes, name: str) -> tuple[str, tuple[int, int]]:
 
 
 def decode(path: str) -> Image.Image:
-    """The decoded image of a file."""
-    return _read(path, path, pixels=True)
+    """The decoded image of a file, as 8-bit gray or RGB (`to_8bit`)."""
+    return to_8bit(_read(path, path, pixels=True), path)
 
 
-def mixed_sizes(where: str, a: tuple[int, int], b: tuple[int, int]) -> HeadsteerError:
-    """The one-line error for images of different sizes (a, b: (width, height)) without data.image_size."""
+def _scaled(img: Image.Image, name: str) -> Image.Image:
+    """A 16- or 32-bit gray image as 8-bit 'L' (the ranges in the module docstring)."""
+    a = np.asarray(img).astype(np.float64)  # (H, W)
+    if not np.isfinite(a).all():
+        raise HeadsteerError(f"image {name} (mode {img.mode}) holds NaN or infinite pixels; fix or remove it")
+    lo, hi = (float(a.min()), float(a.max())) if a.size else (0.0, 0.0)
+    if img.mode == "F" and 0.0 <= lo and hi <= 1.0:
+        top, lo = 1.0, 0.0
+    elif img.mode != "F" and 0.0 <= lo and hi <= 65535.0:
+        top, lo = 65535.0, 0.0
+    else:
+        top = hi
+    scale = 255.0 / (top - lo) if top > lo else 0.0
+    return Image.fromarray(np.rint((a - lo) * scale).astype(np.uint8))
+
+
+def _over_black(img: Image.Image) -> Image.Image:
+    """An image with transparency, composited over black: 'L' from gray + alpha, else 'RGB'."""
+    if img.mode == "La":  # premultiplied: the colour already is the composite over black
+        return img.getchannel(0)
+    if img.mode == "RGBa":
+        return Image.fromarray(np.asarray(img)[..., :3].copy())
+    a = np.asarray(img.convert("LA" if img.mode == "LA" else "RGBA")).astype(np.float64)  # (H, W, 2 or 4)
+    out = np.rint(a[..., :-1] * a[..., -1:] / 255.0).astype(np.uint8)
+    return Image.fromarray(out[..., 0] if img.mode == "LA" else out)
+
+
+def to_8bit(img: Image.Image, name: str) -> Image.Image:
+    """`img` as 8-bit 'L' (gray modes) or 'RGB' (the module docstring says how each mode maps)."""
+    mode = img.mode
+    try:
+        if mode in ("L", "RGB"):
+            return img
+        if mode in WIDE_MODES:
+            return _scaled(img, name)
+        if mode in ("La", "RGBa") or mode in ALPHA_MODES or (mode == "P" and "transparency" in img.info):
+            return _over_black(img)
+        return img.convert("L" if mode == "1" else "RGB")
+    except (ValueError, OSError) as exc:
+        raise HeadsteerError(
+            f"cannot convert image {name} (mode {mode}) to 8 bits ({exc}); save it as 8-bit gray or RGB"
+        ) from None
+
+
+def mixed_sizes(where: str, a: tuple[int, int], b: tuple[int, int], names: tuple[str, str] | None = None):
+    """The one-line error for images of different sizes (a, b: (width, height)) without data.image_size;
+    `names`: one file of each size, when known."""
+    which = f": {names[0]} is {a[0]}x{a[1]}, {names[1]} is {b[0]}x{b[1]}" if names else ""
     return HeadsteerError(
-        f"images in {where} have different sizes ({a[0]}x{a[1]}, {b[0]}x{b[1]}, ...); set data.image_size=N "
+        f"images in {where} have different sizes ({a[0]}x{a[1]}, {b[0]}x{b[1]}, ...){which}; set data.image_size=N "
         "to resize and centre-crop them to N x N"
     )
 
 
-def common_shape(heads: list[tuple[str, tuple[int, int]]], size: int | None, where: str) -> tuple[bool, tuple]:
-    """(gray, (C, H, W)) of a dataset from its images' headers; mixed sizes need `size` (data.image_size)."""
-    sizes = sorted({s for _, s in heads})
+def common_shape(heads: list[tuple[str, str, tuple[int, int]]], size: int | None, where: str) -> tuple[bool, tuple]:
+    """(gray, (C, H, W)) of a dataset from its images' headers, (name, mode, (width, height)) each; mixed
+    sizes need `size` (data.image_size)."""
+    if not heads:
+        raise HeadsteerError(f"{where} holds no images")
+    by_size = {s: name for name, _, s in reversed(heads)}  # a size -> its first image
+    sizes = sorted(by_size)
     if size is None and len(sizes) > 1:
-        raise mixed_sizes(where, *sizes[:2])
-    gray = all(mode in GRAY_MODES for mode, _ in heads)
+        raise mixed_sizes(where, *sizes[:2], names=(by_size[sizes[0]], by_size[sizes[1]]))
+    gray = all(mode in GRAY_MODES for _, mode, _ in heads)
     h, w = (size, size) if size else sizes[0][::-1]
     return gray, (1 if gray else 3, h, w)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import timm
@@ -10,8 +10,10 @@ import torch
 
 from headsteer.config import ExtractConfig, RunConfig
 from headsteer.data import BatchTransform, ImageDataset, load_dataset
+from headsteer.errors import HeadsteerError
 from headsteer.model.adavit import AdaViT
 from headsteer.model.build import build_model, load_weights, meta_model, normalization
+from headsteer.sae.topk import TopKSAE
 
 
 @dataclass
@@ -82,7 +84,29 @@ def study_layers(model: AdaViT, cfg: ExtractConfig) -> tuple[int, list[int]]:
     return headline, sorted({headline, *listed})
 
 
-def check_steered_layers(cfg: RunConfig) -> None:
-    """Check extract.layer / extract.layers before any training, on the model's shape alone (built on
-    the meta device, no weights loaded), so that a bad layer fails in seconds, not after the prune stage."""
-    study_layers(meta_model(cfg.model), cfg.extract)
+def shape_only(cfg: RunConfig) -> AdaViT:
+    """The configured model built on the meta device (no weights, no memory): its shape alone."""
+    try:
+        return meta_model(cfg.model)
+    except AssertionError:  # timm's Attention: 'dim should be divisible by num_heads'
+        width = meta_model(replace(cfg.model, num_heads=1)).embed_dim
+        heads = cfg.model.num_heads or meta_model(replace(cfg.model, embed_dim=None)).num_heads
+        raise HeadsteerError(
+            f"model.embed_dim={width} is not divisible by model.num_heads={heads}; every head gets "
+            "embed_dim / num_heads channels: change one of them"
+        ) from None
+
+
+def check_up_front(cfg: RunConfig) -> None:
+    """Every check that needs the model's shape but no data or weights, before any stage trains: the
+    geometry, the steered layers, sae.k and steer.set_size against the SAE's width d_sae."""
+    model = shape_only(cfg)
+    study_layers(model, cfg.extract)
+    d_sae = cfg.sae.d_sae or cfg.sae.expansion * model.embed_dim
+    with torch.device("meta"):
+        TopKSAE(model.embed_dim, d_sae, cfg.sae.k)  # the SAE's own check of k against d_sae
+    if cfg.steer.set_size is not None and cfg.steer.set_size > d_sae:
+        raise HeadsteerError(
+            f"steer.set_size={cfg.steer.set_size} is larger than the SAE's d_sae={d_sae} (d_in {model.embed_dim}); "
+            "lower steer.set_size (null = sae.k) or raise sae.expansion / sae.d_sae"
+        )

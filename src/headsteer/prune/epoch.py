@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Optional
 
 import torch
@@ -13,6 +14,7 @@ from headsteer.config import PruneConfig
 from headsteer.data import BatchTransform, ImageSplit, batch_indices
 from headsteer.data.lazy import batches_of
 from headsteer.errors import HeadsteerError
+from headsteer.finite import diverged
 from headsteer.model import AdaViT
 from headsteer.prune.schedule import PhaseSchedule, lr_factor, usage_loss
 from headsteer.runtime import progress
@@ -88,6 +90,15 @@ class EpochContext:
     """Loss scaler of fp16 training (prune.amp=fp16); None = plain backward."""
     workers: int = 0
     """DataLoader workers decoding batches of a streamed split (data.num_workers; unused in memory)."""
+    checkpoint: Optional[Path] = None
+    """The run's checkpoint file (a divergence error says whether an earlier one is kept)."""
+
+
+def divergence(ctx: EpochContext, what: str) -> HeadsteerError:
+    """The one-line error of a non-finite loss or weight in this phase: lower its learning rate."""
+    name = ctx.schedule.name  # 'dense' or 'joint'
+    kept = ctx.checkpoint is not None and ctx.checkpoint.is_file()
+    return diverged(f"{what} ({ctx.desc})", f"prune.{name}_lr", getattr(ctx.prune, f"{name}_lr"), kept)
 
 
 def _epoch_batches(n: int, ctx: EpochContext) -> list[torch.Tensor]:
@@ -136,10 +147,7 @@ def _loss(model: AdaViT, out, y: torch.Tensor, ctx: EpochContext, step: int):
     else:
         loss, ul = ce, torch.zeros(())
     if not torch.isfinite(loss):
-        raise HeadsteerError(
-            f"loss became {loss.item()} at step {step} ({ctx.desc}); the last good checkpoint is kept. "
-            "Lower the learning rate (prune.dense_lr / prune.joint_lr) and re-run"
-        )
+        raise divergence(ctx, f"loss became {loss.item()} at step {step}")
     return loss, ce, ul
 
 

@@ -18,9 +18,10 @@ from torch.nn.parallel import DistributedDataParallel
 from headsteer import distributed
 from headsteer.config import PruneConfig
 from headsteer.data import BatchTransform, ImageDataset, batch_indices
+from headsteer.finite import first_nonfinite
 from headsteer.io import checkpoint_extra, checkpoint_state, load_checkpoint, save_checkpoint
 from headsteer.model import AdaViT
-from headsteer.prune.epoch import EpochContext, train_epoch
+from headsteer.prune.epoch import EpochContext, divergence, train_epoch
 from headsteer.prune.evaluate import evaluate
 from headsteer.prune.schedule import PHASES, PhaseSchedule, make_optimizer, phase_schedule
 
@@ -72,8 +73,16 @@ def _for_phase(model: AdaViT, phase: str, device: torch.device) -> torch.nn.Modu
     return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
 
 
-def _save_cursor(run: PruneRun, optimizer, epoch_state: dict, started: float, cursor: dict) -> None:
+def check_weights(run: PruneRun, ctx: EpochContext, where: str) -> None:
+    """Stop before a checkpoint would save a NaN or an infinity among the weights (a diverged run)."""
+    bad = first_nonfinite(run.model.named_parameters())
+    if bad is not None:
+        raise divergence(ctx, f"weight {bad} became non-finite {where}")
+
+
+def _save_cursor(run: PruneRun, optimizer, epoch_state: dict, started: float, ctx: EpochContext, cursor: dict) -> None:
     """Mid-epoch checkpoint: the state at the epoch's start plus the cursor (RNG states as tensors)."""
+    check_weights(run, ctx, f"by batch {cursor['batch']}")
     rng = {k: cursor.pop(k) for k in ("torch_rng", "gen_rng", "cuda_rng") if k in cursor}
     state = {**epoch_state, "cursor": cursor, "seconds": time.time() - started, **scaler_state(run)}
     save_checkpoint(run.checkpoint, run.model, optimizer, state, extra=rng)
@@ -95,12 +104,14 @@ def _run_epoch(run: PruneRun, sched: PhaseSchedule, net, optimizer, epoch: int, 
         desc=f"{sched.name} {epoch + 1}/{sched.epochs}",
         net=net,
         resume=resume,
-        on_checkpoint=functools.partial(_save_cursor, run, optimizer, dict(state), started),
         checkpoint_every=p.checkpoint_every if distributed.info().world_size == 1 else 0,
         scaler=run.scaler,
         workers=run.workers,
+        checkpoint=run.checkpoint,
     )
+    ctx.on_checkpoint = functools.partial(_save_cursor, run, optimizer, dict(state), started, ctx)
     stats = train_epoch(run.model, run.data.train, run.train_tf, optimizer, ctx)
+    check_weights(run, ctx, "during the epoch")
     state.update(epoch=epoch + 1, step=state["step"] + stats.steps, seconds=time.time() - started, cursor=None)
     if not main:  # rank 0 evaluates and writes the checkpoint; the others wait
         distributed.barrier()

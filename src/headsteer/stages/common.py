@@ -1,24 +1,33 @@
 """Run-directory bookkeeping shared by the stages.
 
-Each stage owns `RUN/<stage>/` holding `config.json` (the config sections the stage depends on, the
-git SHA), its artifacts, `metrics.json`, and `done.json` written last. A finished stage whose config
-is unchanged is skipped; a folder made by a different config is refused unless `force` is given.
+Each stage owns `RUN/<stage>/`, holding its marker and manifest (`.headsteer-manifest`, see
+headsteer.manifest), `config.json` (the config sections the stage depends on, the git SHA; for prune
+also the data fingerprint), its artifacts, `metrics.json`, and `done.json` written last with the
+size and blake2b digest of every artifact (headsteer.integrity). A finished stage whose
+config is unchanged, whose artifacts still match done.json and whose earlier stages were not redone
+since it started is skipped. A folder made by a different config is refused unless
+`force` is given, or unless it holds nothing valid yet (a first attempt that failed early). Cleaning
+a folder removes only what its manifest lists; a folder without a marker that holds anything is
+never written into nor cleaned.
 """
 
 from __future__ import annotations
 
-import shutil
+import shlex
 import time
 from dataclasses import asdict
 from pathlib import Path
+from typing import Callable, Literal
 
-from headsteer import distributed
+from headsteer import distributed, manifest
+from headsteer.atomic import make_folder, remove_stale_temps
 from headsteer.config import RunConfig
 from headsteer.config_loader import config_diff
+from headsteer.data import UNAVAILABLE, data_fingerprint
 from headsteer.errors import HeadsteerError
-from headsteer.io import git_sha, read_json, write_json
+from headsteer.integrity import artifacts, damage, stale
+from headsteer.io import git_sha, read_json, write_json, write_text
 
-STAGES = ["prune", "extract", "sae", "steer", "report"]
 # Config sections each stage's result depends on (a change upstream invalidates downstream stages).
 SECTIONS = {
     "prune": ["seed", "data", "model", "prune"],
@@ -27,70 +36,182 @@ SECTIONS = {
     "steer": ["seed", "data", "model", "prune", "extract", "sae", "steer"],
     "report": ["seed", "data", "model", "prune", "extract", "sae", "steer"],
 }
+RUNNING: dict[str, str] = {}
+"""{'out': run folder, 'stage': name} while a stage runs (what an interrupted command resumes)."""
+CHECKPOINT = "checkpoint.safetensors"
+
+Redo = Literal["resume", "again", "over"]
+"""How a stage starts: `resume` keeps everything (an unfinished stage continues); `again` removes
+all but its intact checkpoints (a finished stage re-run, or one whose artifacts were damaged);
+`over` removes everything it wrote (--force, or an earlier stage ran again)."""
 
 
 def stage_config(cfg: RunConfig, stage: str) -> dict:
     """The config sections `stage` depends on, plus the number of training processes (under torchrun
-    the global batch is batch_size x world_size, so it changes the result)."""
+    the global batch is batch_size x world_size, so it changes the result); prune adds the data's
+    fingerprint, so changed data invalidates it (and, through it, every later stage) like a changed config."""
     full = asdict(cfg)
     out = {key: full[key] for key in SECTIONS[stage] if key in full}
     out["world_size"] = distributed.info().world_size
+    if stage == "prune":
+        out["data_fingerprint"] = data_fingerprint(cfg.data)
     return out
 
 
-def is_done(cfg: RunConfig, stage: str) -> bool:
-    folder = Path(cfg.out) / stage
-    if not (folder / "done.json").is_file() or not (folder / "config.json").is_file():
-        return False
-    return read_json(folder / "config.json").get("config") == stage_config(cfg, stage)
+def command_for(command: str, stage: str, out: str) -> str:
+    """The command line that runs `stage` with the config and overrides of `command` ('headsteer run ...')."""
+    words = shlex.split(command) if command else ["headsteer", "run", "CONFIG", "--out", out]
+    if words[:2] == ["headsteer", "run"]:
+        words[1] = stage
+    return shlex.join(words)
 
 
-def make_folder(folder: Path) -> None:
-    """mkdir -p, with a one-line error when the path cannot be a folder (a file in the way, no permission)."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
+def check_foreign(folder: Path) -> None:
+    """Refuse a stage folder that headsteer did not make: it holds something but carries no marker."""
+    if folder.exists() and not folder.is_dir():
+        raise HeadsteerError(f"{folder} is a file where a stage folder belongs; move it away or choose another --out")
+    if folder.is_dir() and not manifest.has_marker(folder) and any(folder.iterdir()):
         raise HeadsteerError(
-            f"cannot create the run folder {folder} ({exc.strerror or exc}); "
-            "choose another --out (or `out=` in the config)"
-        ) from None
-
-
-def prepare(cfg: RunConfig, stage: str, force: bool = False, command: str = "") -> Path:
-    """Create (or check) the stage folder; refuse a folder made by another config unless `force`."""
-    folder = Path(cfg.out) / stage
-    wanted = stage_config(cfg, stage)
-    cfg_file = folder / "config.json"
-    if cfg_file.is_file():
-        old = read_json(cfg_file).get("config", {})
-        if old != wanted:
-            if not force:
-                changes = "; ".join(config_diff(old, wanted)[:5])
-                raise HeadsteerError(
-                    f"run folder {folder} was made by a different config ({changes}); pass --force to "
-                    f"redo the stage there, or --out to write elsewhere"
-                )
-            shutil.rmtree(folder)
-    elif folder.exists() and force:
-        shutil.rmtree(folder)
-    make_folder(folder)
-    if not cfg_file.is_file():
-        write_json(
-            cfg_file,
-            {
-                "stage": stage,
-                "config": wanted,
-                "full_config": asdict(cfg),
-                "git_sha": git_sha(),
-                "command": command,
-                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-            },
+            f"{folder} holds files but no {manifest.MARKER}, so headsteer did not make it (or a version before "
+            "markers did), and never writes into or deletes such a folder: move it away or choose another --out"
         )
+
+
+def _recorded(folder: Path) -> dict | None:
+    """config.json of a stage folder ({} when unreadable: treated as another config), None without one."""
+    path = folder / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        return read_json(path)
+    except HeadsteerError:
+        return {}
+
+
+def finished(folder: Path, wanted: dict, inputs: dict[str, str]) -> bool:
+    """The stage finished in `folder` with the config `wanted`, from the earlier stages' results
+    `inputs` (integrity.inputs); its artifacts may still be damaged (integrity.damage)."""
+    record = _recorded(folder) or {}
+    return (
+        manifest.has_marker(folder)
+        and (folder / "done.json").is_file()
+        and record.get("config") == wanted
+        and not stale(record.get("inputs"), inputs)
+    )
+
+
+def unfinished_reason(folder: Path, wanted: dict, inputs: dict[str, str]) -> str:
+    """Why `finished` is False, as a phrase following the stage's name."""
+    record = _recorded(folder)
+    if record is None or not (folder / "done.json").is_file():
+        return "has not finished"
+    if record.get("config") != wanted:
+        return "was made by a different config"
+    return f"was made from an earlier result of the {', '.join(stale(record.get('inputs'), inputs))} stage"
+
+
+def holds_results(folder: Path) -> bool:
+    """Anything besides its config that headsteer wrote is in `folder` (a checkpoint, an artifact)."""
+    return any((folder / rel).is_file() for rel in manifest.listed(folder) if rel != "config.json")
+
+
+def _inside(folder: Path, rel: str) -> bool:
+    """`rel` names a path in `folder` (no '..', no absolute path, no linked folder leading out of it)."""
+    p = Path(rel)
+    if p.is_absolute() or ".." in p.parts:
+        return False
+    return (folder / p).parent.resolve().is_relative_to(folder.resolve())
+
+
+def clean(folder: Path, keep: Callable[[str], bool] = lambda rel: False) -> None:
+    """Delete what headsteer wrote in `folder` (the files its manifest lists, their dead writers' temp
+    files, the folders that leaves empty) except what `keep` keeps. Nothing else is touched."""
+    kept, parents = [], set()
+    for rel in manifest.listed(folder):
+        path = folder / rel
+        if not _inside(folder, rel):
+            continue
+        if keep(rel) and path.is_file():
+            kept.append(rel)
+            continue
+        if path.is_file() or path.is_symlink():
+            path.unlink()
+        remove_stale_temps(path)
+        parents.update(p for p in Path(rel).parents if p != Path("."))
+    for sub in sorted(parents, key=lambda p: -len(p.parts)):  # deepest first
+        if (folder / sub).is_dir() and not any((folder / sub).iterdir()):
+            (folder / sub).rmdir()
+    write_text(folder / manifest.MARKER, manifest.HEADER + "".join(f"{rel}\n" for rel in kept))
+    others = [str(p.relative_to(folder)) for p in sorted(folder.rglob("*")) if p.is_file()]
+    others = [rel for rel in others if rel not in kept and rel != manifest.MARKER]
+    if others:
+        print(
+            f"[{folder.name}] kept {len(others)} file(s) headsteer did not write: {', '.join(others[:3])}", flush=True
+        )
+
+
+def prepare(
+    cfg: RunConfig, stage: str, wanted: dict, inputs: dict[str, str], redo: Redo, force: bool = False, command: str = ""
+) -> Path:
+    """Make (or check) the stage folder and clean it as `redo` says. A folder made by another config is
+    refused unless `force`, or unless it holds nothing valid (then it simply starts over); one made from
+    earlier results that were redone since (`inputs`) starts over."""
+    folder = Path(cfg.out) / stage
+    check_foreign(folder)
+    record = _recorded(folder)
+    old = record.get("config") if record is not None else None
+    if old is not None and old != wanted:
+        if holds_results(folder) and not force:
+            changes = "; ".join(config_diff(old, wanted)[:5])
+            raise HeadsteerError(
+                f"run folder {folder} was made by a different config ({changes}); pass --force to "
+                f"redo the stage there, or --out to write elsewhere"
+            )
+        redo = "over"
+    elif record is not None and stale(record.get("inputs"), inputs) and holds_results(folder):
+        redone = ", ".join(stale(record.get("inputs"), inputs))
+        print(f"[{stage}] the {redone} stage was redone since this one started: starting {stage} over", flush=True)
+        redo = "over"
+    if redo == "over" and folder.is_dir():
+        clean(folder)
+    elif redo == "again":
+        bad = damage(folder)
+        clean(folder, keep=lambda rel: rel.endswith(CHECKPOINT) and rel not in bad)
+    make_folder(folder)
+    manifest.create(folder)
+    (folder / "done.json").unlink(missing_ok=True)
+    record = record or {}
+    if not (folder / "config.json").is_file() or record.get("config") != wanted or stale(record.get("inputs"), inputs):
+        _write_config(cfg, stage, folder, wanted, inputs, command)
     return folder
 
 
-def mark_done(folder: Path, seconds: float) -> None:
+def _write_config(cfg: RunConfig, stage: str, folder: Path, wanted: dict, inputs: dict, command: str) -> None:
+    record = {
+        "stage": stage,
+        "config": wanted,
+        "inputs": inputs,
+        "full_config": asdict(cfg),
+        "git_sha": git_sha(),
+        "command": command,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
+    with manifest.recording(folder):
+        write_json(folder / "config.json", record)
+
+
+def mark_done(cfg: RunConfig, stage: str, folder: Path, wanted: dict, seconds: float) -> None:
+    """Write done.json (the artifacts' sizes and digests). Data that could not be read when the stage
+    started (a CIFAR-100 download) gets its fingerprint recorded now that it is there."""
+    if wanted.get("data_fingerprint") == UNAVAILABLE:
+        record = read_json(folder / "config.json")
+        write_json(folder / "config.json", {**record, "config": stage_config(cfg, stage)})
     write_json(
         folder / "done.json",
-        {"git_sha": git_sha(), "seconds": round(seconds, 2), "finished": time.strftime("%Y-%m-%dT%H:%M:%S")},
+        {
+            "git_sha": git_sha(),
+            "seconds": round(seconds, 2),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
+            "artifacts": artifacts(folder),
+        },
     )

@@ -5,18 +5,26 @@ Writes, per layer l, `RUN/sae/layer_<l>/sae/{cfg.json, sae_weights.safetensors}`
 (per-epoch log, test MSE, FVU, L0, dead fraction, reconstruction control) and a per-epoch
 `checkpoint.safetensors`; a layer whose metrics.json exists is finished and skipped on resume.
 `RUN/sae/metrics.json` holds the headline layer's metrics with every layer's under `by_layer`.
+
+Divergence stops training with one line naming `sae.lr`: every training forward is checked for a
+non-finite reconstruction (before that step's update), and every epoch's loss and weights before
+its checkpoint is written, so no NaN reaches a checkpoint or a result file.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 
 from headsteer.activations import extracted_layers, hook_name, load_split
 from headsteer.config import RunConfig
+from headsteer.errors import HeadsteerError
+from headsteer.finite import diverged, first_nonfinite
 from headsteer.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json
 from headsteer.model import AdaViT
 from headsteer.model.configured import PrunedModel, load_pruned
@@ -43,6 +51,36 @@ def init_b_dec(sae: TopKSAE, x_train: torch.Tensor, how: str, seed: int) -> None
         sae.b_dec.copy_(geometric_median(sample) if how == "geometric_median" else sample.mean(0))
 
 
+def divergence(cfg: RunConfig, folder: Path, what: str) -> HeadsteerError:
+    """The one-line error of a diverged SAE of the layer folder `folder`: lower sae.lr."""
+    kept = (folder / "checkpoint.safetensors").is_file() or any(folder.parent.glob("layer_*/metrics.json"))
+    return diverged(f"{what} ({folder.name.replace('_', ' ')})", "sae.lr", cfg.sae.lr, kept)
+
+
+@contextmanager
+def stop_on_nonfinite(cfg: RunConfig, folder: Path, trainer: SAETrainer) -> Iterator[None]:
+    """While training: a NaN or an infinity in any reconstruction (so in the loss) stops the step before its update."""
+
+    def check(module, args, out) -> None:
+        if not bool(torch.isfinite(out.x_hat).all()):
+            raise divergence(cfg, folder, f"the reconstruction loss became non-finite at step {trainer.step + 1}")
+
+    handle = trainer.sae.register_forward_hook(check)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+def check_epoch(cfg: RunConfig, folder: Path, sae: TopKSAE, stats, epoch: int) -> None:
+    """An epoch's mean loss and the weights after it are finite (checked before its checkpoint is written)."""
+    if not (math.isfinite(stats.mse) and math.isfinite(stats.fvu)):
+        raise divergence(cfg, folder, f"the loss of epoch {epoch} became non-finite (mse {stats.mse})")
+    bad = first_nonfinite(sae.named_parameters())
+    if bad is not None:
+        raise divergence(cfg, folder, f"weight {bad} became non-finite in epoch {epoch}")
+
+
 def train(cfg: RunConfig, folder: Path, sae: TopKSAE, x_train: torch.Tensor) -> dict:
     """Train (or resume) the SAE for sae.epochs, checkpointing after every epoch; returns the state."""
     c = cfg.sae
@@ -60,7 +98,9 @@ def train(cfg: RunConfig, folder: Path, sae: TopKSAE, x_train: torch.Tensor) -> 
     started = time.time() - state["seconds"]
     bar = progress(range((c.epochs - state["epoch"]) * steps_per_epoch), desc="sae")
     for epoch in range(state["epoch"], c.epochs):
-        stats = trainer.train_epoch(x_train, epoch, cfg.seed, bar)
+        with stop_on_nonfinite(cfg, folder, trainer):
+            stats = trainer.train_epoch(x_train, epoch, cfg.seed, bar)
+        check_epoch(cfg, folder, sae, stats, epoch + 1)
         state["history"].append({"epoch": epoch + 1, **stats.__dict__})
         state.update(epoch=epoch + 1, seconds=time.time() - started, **trainer.state_dict())
         save_checkpoint(ckpt, sae, trainer.optimizer, state)

@@ -1,0 +1,105 @@
+"""The one writer of every file headsteer produces.
+
+`write_bytes` takes content already serialised in memory, writes it to a temp file with a unique
+name (`.<name>.<pid>.<random>.tmp`) in the same folder, fsyncs it and renames it into place: a crash
+or a full disk never leaves a half-written artifact where a finished one is expected, and two
+writers of one path never touch each other's temp files. A temp file is removed by the writer that
+made it, or later by a writer of the same path once the process named in it is gone. A full disk, a
+quota, a read-only file system or a missing permission becomes one line naming the path.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import secrets
+from pathlib import Path
+
+from headsteer import manifest
+from headsteer.errors import HeadsteerError
+
+_AGAIN = "nothing was half-written (the previous version, if any, is intact): free space and run the same command again"
+_FIXES = {
+    errno.ENOSPC: "disk full while writing {path}; " + _AGAIN,
+    errno.EDQUOT: "disk quota exceeded while writing {path}; " + _AGAIN,
+    errno.EROFS: "cannot write {path}: the file system is read-only; choose another --out",
+    errno.EACCES: "cannot write {path}: permission denied; fix the folder's permissions or choose another --out",
+    errno.EPERM: "cannot write {path}: operation not permitted; fix the folder's permissions or choose another --out",
+}
+
+
+def _temp_pattern(path: Path) -> re.Pattern:
+    return re.compile(re.escape(f".{path.name}.") + r"(\d+)\.[0-9a-f]{12}\.tmp")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def remove_stale_temps(path: Path) -> None:
+    """Delete the temp files of `path` whose writer process is gone (killed mid-write); live ones stay."""
+    pattern = _temp_pattern(path)
+    for tmp in path.parent.glob(f".{path.name}.*.tmp") if path.parent.is_dir() else []:
+        m = pattern.fullmatch(tmp.name)
+        if m and int(m.group(1)) != os.getpid() and not _alive(int(m.group(1))):
+            tmp.unlink(missing_ok=True)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder so that the rename itself is on disk (not possible everywhere: best effort)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def make_folder(folder: Path) -> None:
+    """mkdir -p, with a one-line error when the path cannot be a folder (a file in the way, no permission)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise HeadsteerError(
+            f"cannot create the run folder {folder} ({exc.strerror or exc}); "
+            "choose another --out (or `out=` in the config)"
+        ) from None
+
+
+def write_bytes(path: str | Path, data: bytes) -> None:
+    """Write `data` to `path` atomically (unique temp file in the same folder, fsync, rename)."""
+    path = Path(path)
+    tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        manifest.note(path)  # listed before it exists: the manifest never misses a file of ours
+        remove_stale_temps(path)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        try:
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            fix = _FIXES.get(exc.errno, "cannot write {path} ({reason}); choose another --out")
+            raise HeadsteerError(fix.format(path=path, reason=exc.strerror or exc)) from None
+        raise
+    _sync_folder(path.parent)
