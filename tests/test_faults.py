@@ -26,7 +26,7 @@ from safetensors.torch import load_file
 
 import headsteer.atomic as atomic
 import headsteer.io as hio
-from conftest import ROOT, dead_pid, one_line_error
+from conftest import PIPELINE_OVERRIDES, ROOT, dead_pid, one_line_error
 from headsteer.cli import main
 from headsteer.config import DataConfig
 from headsteer.config_loader import load_config
@@ -36,7 +36,7 @@ from headsteer.manifest import MARKER, listed
 from headsteer.runlock import run_lock
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
-PIPELINE = ["prune.dense_epochs=2", "prune.joint_epochs=2"]  # the `pipeline` fixture's overrides
+PIPELINE = list(PIPELINE_OVERRIDES)  # the `pipeline` fixture's overrides
 
 
 def argv(stage: str, pipeline, out: Path, *extra: str) -> list[str]:

@@ -146,6 +146,30 @@ def answer_html(results: dict) -> str:
     )
 
 
+def _cards_html(r: dict) -> str:
+    return "".join(
+        f'<div class="card">{html.escape(k)}<b>{html.escape(v)}</b></div>'
+        for k, v in [
+            ("dense accuracy", f"{100 * r['dense']['accuracy']:.2f} %"),
+            ("pruned accuracy", f"{100 * r['pruned']['accuracy']:.2f} %"),
+            ("head usage (target)", f"{r['pruned']['head_usage']:.3f} ({r['pruned']['target_usage']})"),
+            ("SAE FVU / L0", f"{r['sae']['fvu']:.3f} / {r['sae']['l0']:.0f}"),
+            ("reconstruction Δacc", f"{100 * r['sae']['reconstruction']['accuracy_delta']:+.2f} pts"),
+        ]
+    )
+
+
+def _study_html(r: dict) -> str:
+    study = layer_study_table(r)
+    if not study:
+        return ""
+    return (
+        f'<h2>Layer study</h2><p class="sub">Every steered layer in mode <code>{html.escape(r["steering"]["mode"])}'
+        "</code> with true-label class sets, at the largest α on every layer's grid; bold: the CI excludes 0. "
+        f"The verdict uses every α of the layer's grid and of its reach.</p>{study}"
+    )
+
+
 def write_html(
     path: Path,
     results: dict,
@@ -159,24 +183,6 @@ def write_html(
 ) -> None:
     r = results
     h = html.escape
-    study = layer_study_table(r)
-    study_html = (
-        f'<h2>Layer study</h2><p class="sub">Every steered layer in mode <code>{h(r["steering"]["mode"])}</code>'
-        " with true-label class sets, at the largest α on every layer's grid; bold: the CI excludes 0. "
-        f"The verdict uses every α of the layer's grid.</p>{study}"
-        if study
-        else ""
-    )
-    cards_html = "".join(
-        f'<div class="card">{h(k)}<b>{h(v)}</b></div>'
-        for k, v in [
-            ("dense accuracy", f"{100 * r['dense']['accuracy']:.2f} %"),
-            ("pruned accuracy", f"{100 * r['pruned']['accuracy']:.2f} %"),
-            ("head usage (target)", f"{r['pruned']['head_usage']:.3f} ({r['pruned']['target_usage']})"),
-            ("SAE FVU / L0", f"{r['sae']['fvu']:.3f} / {r['sae']['l0']:.0f}"),
-            ("reconstruction Δacc", f"{100 * r['sae']['reconstruction']['accuracy_delta']:+.2f} pts"),
-        ]
-    )
     figs = "".join(
         f"<h2>{h(title)}</h2><figure>{_img(p)}<figcaption>{h(caption)}</figcaption></figure>"
         for title, p, caption in figures
@@ -188,13 +194,14 @@ def write_html(
 <h1>Steering head pruning through SAE latents</h1>
 <p class="sub">{h(r["dataset"])} · {h(r["model"])} · steered layer {r["steering"]["layer"]}
  · mode <code>{h(r["steering"]["mode"])}</code> · git {h(meta.get("git_sha", "?")[:12])}</p>
-<div class="cards">{cards_html}</div>
+<div class="cards">{_cards_html(r)}</div>
 {answer_html(r)}
 <h2>Verdict</h2><p class="sub">95 % CIs from a paired bootstrap over test images; a strategy beats a baseline
-only when the whole CI of its accuracy gain at equal usage is above 0.</p>
+only when the whole CI of its accuracy gain at equal usage is above 0, by more than the bound's Monte Carlo
+error; a CI containing 0 is a match only where the baseline's accuracy moves enough to tell.</p>
 <ul class="find">{"".join(f"<li>{h(x)}</li>" for x in verdict)}</ul>
 {sensitivity_table(r)}
-{study_html}
+{_study_html(r)}
 {explorer_html(explorer)}
 <h2>What else came out</h2><ul class="find">{"".join(f"<li>{h(x)}</li>" for x in lines)}</ul>
 <h2>Our numbers beside the paper's</h2>
