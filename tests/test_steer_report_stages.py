@@ -140,3 +140,31 @@ def test_cli_run_ends_with_report_path_and_summary(pipeline, capsys):
     assert rc == 0 and "already done" in out
     tail = out[out.index("Report: ") :].strip().splitlines()
     assert tail[0].endswith("report/report.html") and len(tail) == 6 and all(ln.startswith("  - ") for ln in tail[1:])
+
+
+def test_custom_sets_are_swept_and_judged_like_the_built_in_ones(pipeline, tmp_path, capsys):
+    """steer.custom_sets: the set is stored, swept with CIs, reaches and verdicts in every mode, and has a row
+    in the answer's table; a latent id beyond the SAE's width is one line naming the set."""
+    import shutil
+
+    from safetensors.torch import load_file
+
+    from conftest import PIPELINE_OVERRIDES, ROOT, one_line_error
+    from headsteer.cli import main
+
+    out = tmp_path / "run"
+    shutil.copytree(pipeline.out, out, ignore=shutil.ignore_patterns(".lock", "explorer.png"))
+    base = [str(ROOT / "configs/smoke.yaml"), f"data.root={pipeline.data.root}", f"out={out}", *PIPELINE_OVERRIDES]
+    ids = [0, 5, 9, 40, 41]
+    assert main(["steer", *base, f"steer.custom_sets={{mine: {ids}}}", "--force"]) == 0
+    assert main(["report", *base, f"steer.custom_sets={{mine: {ids}}}", "--force"]) == 0
+    assert load_file(str(out / "steer" / "latents.safetensors"))["set_custom.mine"].tolist() == ids
+    r = json.load(open(out / "report" / "results.json"))
+    assert "mine" in r["steering"]["curves"]["true"] and len(r["steering"]["curves"]["true"]["mine"]["accuracy"]) == 31
+    for mode in ("pre_topk", "post_topk", "additive"):
+        cell = r["verdicts"][mode]["true"]["mine"]
+        assert cell["vs_mean_shift"] is None and cell["vs_threshold"]["call"] and cell["reach"]["min_usage"]
+    assert sum(row["strategy"] == "mine" for row in r["answer"]["table"]) == 3  # once per mode
+    capsys.readouterr()
+    line = one_line_error(capsys, ["steer", *base, "steer.custom_sets={mine: [0, 100000]}", "--force"])
+    assert "steer.custom_sets.mine holds latent 100000" in line

@@ -159,9 +159,10 @@ def test_sweep_matches_naive_loop(layer):
     tokens = base.captured[layer]
     active = sae.encode(tokens[:, 0]) > 0
     sets = index_sets(latent_frequencies(active, labels, 10), size=8, seed=0, random_draws=3)
+    sets.custom["mine"] = torch.tensor([3, 17, 50, 101, 150, 151, 190, 2, 9, 11])  # larger than |S| = 8
     pred = base.logits.argmax(1)
     test = Activations(cls=tokens[:, 0], labels=labels, predictions=pred, masks=base.masks.to(torch.uint8))
-    strategies = ["per_class", "global", "random"]
+    strategies = ["per_class", "global", "random", "mine"]
     grid = SweepGrid(["pre_topk", "additive"], ["true", "predicted"], strategies, [-0.5, 0.0, 1.0])
     tail = FinalBlockTail(model, [tokens]) if layer == 2 else GeneralTail(model, layer, [tokens])
     scorer = Scorer(OutcomeCache(tail, batch_size=16), test, layer, model.pruned_layers)

@@ -135,7 +135,7 @@
   }
 
   // ---- latent browser ----------------------------------------------------------------------------
-  var C = L.columns, n = C.id.length, PAGE = 25, page = 0, order = [], open = -1;
+  var C = L.columns, n = C.id.length, PAGE = 25, page = 0, order = [], open = -1, mine = [];
   var effectSize = C.effect.map(function (e) { return e.reduce(function (s, v) { return s + Math.abs(v); }, 0); });
 
   function sortLatents() {
@@ -187,8 +187,22 @@
       C.mean[j].toFixed(3) + "</b>; most specific to " + classSlot(C.lift_class[j]) + " (lift " + C.lift[j].toFixed(2) + ")</p>" +
       "<div class=\"cols\"><div><h4>frequency per class</h4>" + bars + "</div><div><h4>head effect (keep-rate change, layer " +
       S.layer + ", α = " + D.effect_alpha + ")</h4>" + eff + "</div></div><h4>top activating test images</h4><div id=\"lb-images\">" +
-      (imgs || "<p class=\"sub\">none: it never fires on the test set</p>") + "</div>";
+      (imgs || "<p class=\"sub\">none: it never fires on the test set</p>") + "</div>" +
+      "<p><button id=\"lb-add\" data-id=\"" + C.id[j] + "\">add #" + C.id[j] + " to your set</button></p>";
     names($("lb-detail"));
+  }
+
+  // your own latent set, as the config override that sweeps it beside the built-in strategies
+  function showSet() {
+    $("lb-set").textContent = "steer.custom_sets={mine: [" + mine.join(", ") + "]}";
+  }
+
+  function copySet() {
+    var text = $("lb-set").textContent, range = document.createRange();
+    range.selectNodeContents($("lb-set"));
+    window.getSelection().removeAllRanges();
+    window.getSelection().addRange(range);
+    if (navigator.clipboard) { navigator.clipboard.writeText(text).catch(function () {}); }
   }
 
   function init() {
@@ -207,6 +221,13 @@
     $("lb-class").addEventListener("change", sortLatents);
     $("lb-prev").addEventListener("click", function () { page = Math.max(0, page - 1); table(); });
     $("lb-next").addEventListener("click", function () { page += 1; table(); });
+    $("lb-detail").addEventListener("click", function (e) {
+      var id = e.target.id === "lb-add" ? parseInt(e.target.getAttribute("data-id"), 10) : -1;
+      if (id >= 0 && mine.indexOf(id) < 0) { mine.push(id); showSet(); }
+    });
+    $("lb-clear").addEventListener("click", function () { mine = []; showSet(); });
+    $("lb-copy").addEventListener("click", copySet);
+    showSet();
     $("lb-rows").addEventListener("click", function (e) {
       var tr = e.target.closest("tr.lb-row");
       if (tr) { card(parseInt(tr.getAttribute("data-j"), 10)); }

@@ -52,7 +52,9 @@ def explorer_html(doc: dict | None) -> str:
 <label>most specific to <select id="lb-class"></select></label>
 <button id="lb-prev">◀</button><span id="lb-page"></span><button id="lb-next">▶</button></div>
 <table><thead><tr><th>latent</th><th>frequency (train)</th><th>mean activation</th><th>lift (class)</th>
-<th>head effect</th></tr></thead><tbody id="lb-rows"></tbody></table><div id="lb-detail"></div></div>
+<th>head effect</th></tr></thead><tbody id="lb-rows"></tbody></table><div id="lb-detail"></div>
+<p>Your set, ready for the config (sweeps it beside the built-in strategies): <code id="lb-set"></code>
+<button id="lb-copy">copy</button> <button id="lb-clear">clear</button></p></div>
 <script type="application/json" id="hs-data">{data}</script><script>{JS}</script>"""
 
 

@@ -105,6 +105,12 @@ def check_up_front(cfg: RunConfig) -> None:
     d_sae = cfg.sae.d_sae or cfg.sae.expansion * model.embed_dim
     with torch.device("meta"):
         TopKSAE(model.embed_dim, d_sae, cfg.sae.k)  # the SAE's own check of k against d_sae
+    for name, ids in cfg.steer.custom_sets.items():
+        if max(ids) >= d_sae:
+            raise HeadsteerError(
+                f"steer.custom_sets.{name} holds latent {max(ids)}, but the SAE has {d_sae} latents "
+                f"(ids 0..{d_sae - 1}); fix the ids"
+            )
     if cfg.steer.set_size is not None and cfg.steer.set_size > d_sae:
         raise HeadsteerError(
             f"steer.set_size={cfg.steer.set_size} is larger than the SAE's d_sae={d_sae} (d_in {model.embed_dim}); "

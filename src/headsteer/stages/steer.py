@@ -16,7 +16,6 @@ import torch
 from headsteer.activations import Activations, extracted_layers, load_split
 from headsteer.config import RunConfig
 from headsteer.data import iterate, seeded_subset
-from headsteer.errors import HeadsteerError
 from headsteer.io import read_tensors, write_json, write_tensors
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.model.macs import macs_per_head
@@ -48,12 +47,7 @@ def latent_sets(
         active = torch.cat([(sae.encode(xb.to(device)) > 0).cpu() for xb in train.cls.split(sc.batch_size)])
     freqs = latent_frequencies(active, train.labels, C)
     sets = index_sets(freqs, sc.set_size or sae.k, cfg.seed, sc.min_class_freq, sc.random_draws)
-    for name, ids in custom.items():
-        if max(ids) >= sae.d_sae:
-            raise HeadsteerError(
-                f"steer.custom_sets.{name} holds latent {max(ids)}, but the SAE has {sae.d_sae} latents "
-                f"(ids 0..{sae.d_sae - 1}); fix the ids"
-            )
+    for name, ids in custom.items():  # ids < d_sae: checked up front (model.configured.check_up_front)
         sets.custom[name] = torch.tensor(ids, dtype=torch.long)
     write_tensors(
         path,
