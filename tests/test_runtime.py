@@ -68,3 +68,29 @@ def test_out_that_cannot_be_created_is_a_one_line_error(capsys, tmp_path, fashio
     assert line.startswith(f"headsteer: error: cannot create the run folder {out} (")
     assert "choose another --out" in line
     assert blocker.read_text() == "in the way"
+
+
+def test_threads_default_to_the_cpus_and_a_busy_machine_gets_one_hint(monkeypatch, capsys):
+    import os
+
+    import torch
+
+    from headsteer import runtime
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setattr(runtime, "_busy_hint_shown", False)
+        monkeypatch.setattr(runtime, "cpus_available", lambda: 2)
+        monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))
+        assert runtime.configure_threads(None) == 2 == torch.get_num_threads()
+        assert runtime.configure_threads(1) == 1 == torch.get_num_threads()
+        assert capsys.readouterr().out == ""  # a quiet machine: no hint
+        monkeypatch.setattr(os, "getloadavg", lambda: (4.2, 4.0, 3.0))
+        runtime.configure_threads(1)  # the user chose: no hint
+        assert capsys.readouterr().out == ""
+        runtime.configure_threads(None)
+        runtime.configure_threads(None)
+        out = capsys.readouterr().out
+        assert out.count("[threads]") == 1 and "load 4.2 on 2 CPUs" in out and "threads=1" in out
+    finally:
+        torch.set_num_threads(before)

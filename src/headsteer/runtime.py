@@ -9,6 +9,7 @@ nothing when the loop ends: every loop's end is reported once, by its caller's o
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Iterable, Iterator, Optional
@@ -35,6 +36,36 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise HeadsteerError(f"device='{name}' is not a torch device; use auto, cpu, cuda or cuda:N") from None
+
+
+_busy_hint_shown = False
+
+
+def cpus_available() -> int:
+    """CPUs this process may run on (its affinity mask; the machine's count where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def configure_threads(threads: Optional[int]) -> int:
+    """Set torch's CPU threads to `threads`, or, when None, to every CPU this process may use (torch's own
+    default on a machine to ourselves). The count is fixed, never chosen from the load, so a run repeats
+    bitwise; but when other programs already keep the CPUs busy, threads that spin on shared cores slow
+    each other down, so a hint to set `threads=1` is printed once."""
+    global _busy_hint_shown
+    n = threads or cpus_available()
+    torch.set_num_threads(n)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if threads is None and n > 1 and load > n + 0.5 and not _busy_hint_shown and distributed.info().is_main:
+        _busy_hint_shown = True
+        print(
+            f"[threads] the machine is busy (load {load:.1f} on {n} CPUs) and torch uses {n} threads; with other "
+            "programs on the same cores, threads=1 is often faster (see docs: Performance, threads)",
+            flush=True,
+        )
+    return n
 
 
 def is_terminal() -> bool:

@@ -13,14 +13,13 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
-import torch
-
 from headsteer import distributed, manifest
 from headsteer.config import RunConfig
 from headsteer.errors import HeadsteerError
 from headsteer.integrity import STAGES, damage, inputs
 from headsteer.model.configured import check_up_front
 from headsteer.runlock import run_lock
+from headsteer.runtime import configure_threads
 from headsteer.stages.common import (
     RUNNING,
     Redo,
@@ -71,8 +70,7 @@ def _start(cfg: RunConfig, name: str, wanted: dict, force: bool, skip_done: bool
 
 
 def _run_stage(cfg: RunConfig, name: str, force: bool, skip_done: bool, command: str, upstream_ran: bool) -> bool:
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
+    configure_threads(cfg.threads)
     dist = distributed.info()
     folder = Path(cfg.out) / name
     wanted = stage_config(cfg, name)
