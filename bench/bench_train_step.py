@@ -24,7 +24,7 @@ from headsteer.benchmark import (
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
-BATCH = {"tiny": 8, "demo": 128, "vit_s16_224": 16}
+BATCH = {"tiny": 8, "demo": 128, "demo3": 128, "vit_s16_224": 16}
 COLUMNS = ["model", "batch", "variant", "step_ms", "img_s", "overhead_pct"]
 
 
