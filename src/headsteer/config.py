@@ -204,6 +204,8 @@ class SAEConfig:
     """A latent is dead when it has not fired during this many training samples."""
     init_b_dec: Literal["geometric_median", "mean"] = "geometric_median"
     """Initial decoder bias."""
+    grad_clip: Optional[float] = None
+    """Clip the global norm of the SAE's gradients (after the decoder projection) to this; None = no clipping."""
 
     def __post_init__(self) -> None:
         if self.k < 1:
