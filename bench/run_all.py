@@ -20,6 +20,7 @@ SCRIPTS = (
     "bench_train_step.py",
     "bench_sweep.py",
     "bench_sae_extract.py",
+    "bench_sae_train.py",
 )
 
 

@@ -161,6 +161,12 @@ class ReconstructionMeter:
         return SAEStats(mse=sq_err / (n * d_in), fvu=fvu, l0=l0 / n, dead_fraction=dead, auxk=aux / n)
 
 
+def epoch_batches(n: int, batch_size: int, epoch: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """The row indices of each batch of an epoch over n rows: a fresh seeded permutation per epoch."""
+    g = torch.Generator().manual_seed(seed * 9973 + epoch)
+    return torch.randperm(n, generator=g).split(batch_size)
+
+
 class SAETrainer:
     """Adam on the SAE with a constant learning rate that decays linearly over the last 20 % of steps."""
 
@@ -214,10 +220,8 @@ class SAETrainer:
 
     def train_epoch(self, acts: torch.Tensor, epoch: int, seed: int, bar=None) -> SAEStats:
         self.sae.train()
-        g = torch.Generator().manual_seed(seed * 9973 + epoch)
-        order = torch.randperm(acts.shape[0], generator=g)
         meter = ReconstructionMeter(acts.mean(0).to(self.sae.W_dec.device), self.sae.d_sae)
-        for idx in order.split(self.cfg.batch_size):
+        for idx in epoch_batches(acts.shape[0], self.cfg.batch_size, epoch, seed):
             x = acts[idx].to(self.sae.W_dec.device)
             out, fires = self.train_step(x)
             meter.add(x, out.x_hat, fires, out.auxk)
@@ -230,15 +234,28 @@ class SAETrainer:
 
 
 @torch.no_grad()
+def evaluate_reconstruction(
+    reconstruct, acts: torch.Tensor, d_sae: int, batch_size: int = 4096, device: Optional[torch.device] = None
+) -> SAEStats:
+    """Reconstruction quality on activations (N, d_in) of any SAE given as reconstruct(x) -> (x_hat,
+    `firing_counts` (d_sae,)) for a batch x (B, d_in)."""
+    meter = ReconstructionMeter(acts.mean(0).to(device), d_sae)
+    for x in acts.split(batch_size):
+        x = x.to(device)
+        x_hat, fires = reconstruct(x)
+        meter.add(x, x_hat, fires)
+    return meter.stats()
+
+
+@torch.no_grad()
 def evaluate_sae(
     sae: TopKSAE, acts: torch.Tensor, batch_size: int = 4096, device: Optional[torch.device] = None
 ) -> SAEStats:
     """Reconstruction quality of `sae` on activations (N, d_in)."""
     sae.eval()
-    device = device or sae.W_dec.device
-    meter = ReconstructionMeter(acts.mean(0).to(device), sae.d_sae)
-    for x in acts.split(batch_size):
-        x = x.to(device)
+
+    def reconstruct(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         values, indices = sae.encode_sparse(x)
-        meter.add(x, sae.decode_sparse(values, indices), firing_counts(values, indices, sae.d_sae))
-    return meter.stats()
+        return sae.decode_sparse(values, indices), firing_counts(values, indices, sae.d_sae)
+
+    return evaluate_reconstruction(reconstruct, acts, sae.d_sae, batch_size, device or sae.W_dec.device)
