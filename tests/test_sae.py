@@ -224,3 +224,9 @@ def test_grad_clip_bounds_the_global_gradient_norm():
 
     assert grad_norm(None) > 1.0
     assert grad_norm(0.5) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_grad_clip_must_be_positive():
+    with pytest.raises(HeadsteerError, match=r"^sae.grad_clip=0.0 must be > 0, or null for no clipping$"):
+        SAEConfig(grad_clip=0.0)
+    assert SAEConfig(grad_clip=None).grad_clip is None
