@@ -265,6 +265,14 @@ def rows_of(results: dict[str, dict]) -> list[dict]:
     return rows
 
 
+def cpu_model() -> str:
+    """The CPU's model name as lscpu shows it (the result file's machine block has no CPU model)."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__, RESULTS)
     p.add_argument("--run", type=Path, help="finished run whose extracted activations to use (default: synthetic)")
@@ -295,7 +303,7 @@ def main(argv: list[str] | None = None) -> None:
     results = measure(setup, args.repeats)
     rows = rows_of(results)
     table(rows, COLUMNS)
-    payload = {"activations": data.label, "sae": vars(cfg), "trainers": results, "rows": rows}
+    payload = {"cpu": cpu_model(), "activations": data.label, "sae": vars(cfg), "trainers": results, "rows": rows}
     save("sae_train", args, payload, full={"acts": "run"})
 
 
