@@ -1,25 +1,30 @@
 """The SAE trainer against its peers: headsteer's, SAELens's `SAETrainer` and eai-sparsify's `Trainer`
 on the same activations, in the same batches (headsteer's order), for the same epochs; CPU seconds of
-the training (process time), then FVU and never-firing latents on the test split, and each peer's
-ratios to headsteer.
+each training (process time, 1 torch thread), then FVU and never-firing latents on the test split,
+and each trainer's ratios to headsteer's.
 
-Usage: python bench/bench_sae_train.py --run RUN_DIR [--layer L] [--epochs N] [--repeats R] [--quick]
+Usage: python bench/bench_sae_train.py [--run RUN_DIR] [--layer L] [--config YAML] [--trainers a,b]
+                                       [--repeats R] [--quick] [key.sub=value ...]
 
-Activations: RUN/extract/layer_L/{train,test} of a finished run (the demo: --run runs/demo --layer 1,
-its SAE settings are the defaults below). Without --run, a synthetic set (sums of sparse random atoms,
-labelled "synthetic" in the table and the file name); --quick always uses a tiny synthetic set.
-The peers run when the `bench` extra is installed (pip install -e '.[bench]'), otherwise each is
-skipped with a line saying so. 1 torch thread unless --threads says otherwise.
+Activations: RUN/extract/layer_L/{train,test} (default: runs/demo, layer 1); a synthetic set of the
+demo's size when the run has no such layer (said so, and saved as `sae_train_acts-synthetic_cpu.json`),
+a tiny one with --quick. Settings: the config's `sae` section and `seed` (default configs/demo.yaml;
+configs/smoke.yaml with --quick), plus dotted overrides (`sae.grad_clip=null seed=1`). A run with
+overrides, or without every trainer, prints its table and saves nothing.
 
-Matched to headsteer's settings: SAELens gets the learning rate, its linear decay to 0 over the last
-20 % of steps, AuxK (coefficient, k_aux = d_in / 2) and the dead-latent window (in steps of one batch),
-and keeps its own initialisation, decoder-norm handling and its fixed gradient clipping at 1.0.
-eai-sparsify gets Adam at headsteer's learning rate, AuxK with headsteer's coefficient and window,
-and keeps its own schedule (linear decay to 0, warm-up --sparsify-warmup steps) and initialisation.
+The peers run when the `bench` extra is installed (pip install -e '.[bench]'), else each is skipped
+with a line saying so. Matched to headsteer's settings: SAELens gets the learning rate, its linear
+decay to 0 over the last 20 % of steps, AuxK (coefficient; k_aux = d_in / 2 in both) and the dead
+window (in steps of one batch), and keeps its own initialisation, decoder-norm handling (activations
+rescaled by the decoder norms) and its gradient clipping, fixed at 1.0. eai-sparsify gets Adam at
+headsteer's learning rate, AuxK at headsteer's coefficient and dead window, and keeps its own
+schedule (linear decay to 0 from the first step after --sparsify-warmup steps), initialisation and
+AuxK on ReLU'd pre-activations.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import resource
@@ -27,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,14 +40,15 @@ import torch
 
 from headsteer.benchmark import parse, parser, save, table
 from headsteer.config import SAEConfig
+from headsteer.config_loader import load_config
+from headsteer.errors import HeadsteerError
 from headsteer.sae.topk import TopKSAE
 from headsteer.sae.train import SAETrainer, epoch_batches, evaluate_reconstruction, evaluate_sae, firing_counts
 from headsteer.stages.sae import init_b_dec
 
-RESULTS = Path(__file__).resolve().parent / "results"
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
 COLUMNS = ["trainer", "cpu_s", "fvu_test", "dead_test_pct", "cpu_ratio", "fvu_ratio", "dead_ratio"]
-DEMO = {"expansion": 8, "k": 32, "epochs": 20, "batch_size": 1024}  # configs/demo.yaml's sae section
-QUICK = {"expansion": 4, "k": 8, "epochs": 2, "batch_size": 256}
 
 
 @dataclass
@@ -65,11 +72,19 @@ def synthetic(n: int, n_test: int, d: int, seed: int = 0) -> Data:
     return Data(x[:n], x[n:], f"synthetic ({n} x {d}, 4 of {4 * d} atoms)")
 
 
-def load_run(run: Path, layer: int) -> Data:
+def activations(args) -> tuple[Data, str]:
+    """(the activations, "run" or "synthetic"): the run's extracted layer, or a synthetic set when --quick
+    (tiny) or when the run has no such layer (demo-sized, and said so)."""
     from headsteer.activations import load_split
 
-    train, test = (load_split(run, split, layer).cls for split in ("train", "test"))
-    return Data(train, test, f"{run} layer {layer} ({train.shape[0]} x {train.shape[1]})")
+    if args.quick:
+        return synthetic(2048, 512, 32), "synthetic"
+    folder = args.run / "extract" / f"layer_{args.layer}"
+    if not folder.is_dir():
+        print(f"{folder} not found: synthetic activations instead (pass --run with a finished run)")
+        return synthetic(60000, 10000, 192), "synthetic"
+    train, test = (load_split(args.run, split, args.layer).cls for split in ("train", "test"))
+    return Data(train, test, f"{args.run} layer {args.layer} ({train.shape[0]} x {train.shape[1]})"), "run"
 
 
 def cpu_timed(fn) -> tuple[float, float, object]:
@@ -190,70 +205,83 @@ def train_sparsify(s: Setup):
     return lambda test: evaluate_reconstruction(reconstruct, test, sae.num_latents, device=s.device)
 
 
-TRAINERS = {  # name -> (module that must be importable, train(setup) -> evaluate(test) -> SAEStats)
-    "headsteer": (None, train_headsteer),
-    "SAELens SAETrainer, matched": ("sae_lens", train_saelens),
-    "eai-sparsify Trainer, Adam + AuxK": ("sparsify", train_sparsify),
+@dataclass
+class Peer:
+    label: str
+    """Its row in the table."""
+    module: str | None
+    """What must import for it to run (None: headsteer, always there)."""
+    dist: str | None
+    """Its distribution on PyPI, whose installed version the table names."""
+    train: Callable[[Setup], Callable]
+    """train(setup) -> evaluate(test) -> SAEStats."""
+
+
+TRAINERS = {
+    "headsteer": Peer("headsteer", None, None, train_headsteer),
+    "saelens": Peer("SAELens SAETrainer, matched", "sae_lens", "sae-lens", train_saelens),
+    "sparsify": Peer("eai-sparsify Trainer, Adam + AuxK", "sparsify", "eai-sparsify", train_sparsify),
 }
 
 
-def available(module: str | None) -> str | None:
-    """None when `module` imports (or is None), else why not."""
-    if module is None:
+def missing(peer: Peer) -> str | None:
+    """None when the peer can run, else why not."""
+    if peer.module is None:
         return None
     try:
-        __import__(module)
+        __import__(peer.module)
     except ImportError as exc:
         return f"not installed ({exc.name}); pip install -e '.[bench]'"
     return None
 
 
-def version(module: str | None) -> str | None:
-    """The installed release of a peer (None for headsteer, named by the git commit in the result file)."""
-    from importlib.metadata import version as dist_version
+def trainer_list(text: str) -> list[str]:
+    """--trainers: a comma list of TRAINERS' names."""
+    names = text.split(",")
+    bad = [name for name in names if name not in TRAINERS]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown trainer(s) {', '.join(bad)}; choose from {', '.join(TRAINERS)}")
+    return names
 
-    return None if module is None else dist_version({"sae_lens": "sae-lens", "sparsify": "eai-sparsify"}[module])
 
+def measure(setup: Setup, names: list[str], repeats: int) -> dict[str, dict]:
+    """Train with each named trainer `repeats` times, round-robin (drift of the machine's speed hits all
+    alike); FVU and never-firing latents of the last repeat's SAE on the test split."""
+    from importlib.metadata import version
 
-def measure(setup: Setup, repeats: int) -> dict[str, dict]:
-    """Train with every available trainer `repeats` times, round-robin (drift of the machine's speed hits
-    all alike); FVU and never-firing latents of the last repeat's SAE on the test split."""
-    names = [name for name, (module, _) in TRAINERS.items() if available(module) is None]
-    for name, (module, _) in TRAINERS.items():
-        if name not in names:
-            print(f"{name}: skipped, {available(module)}")
     times: dict[str, list] = {name: [] for name in names}
-    models = {}
+    evaluators = {}
     for _ in range(repeats):
         for name in names:
-            cpu, wall, models[name] = cpu_timed(lambda: TRAINERS[name][1](setup))  # noqa: B023
+            cpu, wall, evaluators[name] = cpu_timed(lambda: TRAINERS[name].train(setup))  # noqa: B023
             times[name].append((round(cpu, 2), round(wall, 2)))
     out = {}
     for name in names:
-        stats = models[name](setup.data.test)
+        stats, dist = evaluators[name](setup.data.test), TRAINERS[name].dist
         out[name] = {
+            "label": TRAINERS[name].label + (f" ({version(dist)})" if dist else ""),
             "cpu_s": [t[0] for t in times[name]],
             "wall_s": [t[1] for t in times[name]],
             "fvu": stats.fvu,
             "dead": stats.dead_fraction,
-            "version": version(TRAINERS[name][0]),
         }
     return out
 
 
 def rows_of(results: dict[str, dict]) -> list[dict]:
-    """Table rows: median CPU seconds, FVU, dead %, and each trainer's ratios to headsteer's values."""
-    ref = results["headsteer"]
+    """Table rows: median CPU seconds, FVU, dead %, and each trainer's ratios to headsteer's values ("-"
+    where headsteer did not run or its value is 0)."""
+    ref = results.get("headsteer", {"cpu_s": [0.0], "fvu": 0.0, "dead": 0.0})
 
     def ratio(a: float, b: float) -> float | str:
         return round(a / b, 2) if b > 0 else "-"
 
     rows = []
-    for name, r in results.items():
+    for r in results.values():
         cpu = statistics.median(r["cpu_s"])
         rows.append(
             {
-                "trainer": name if r["version"] is None else f"{name} ({r['version']})",
+                "trainer": r["label"],
                 "cpu_s": round(cpu, 1),
                 "fvu_test": round(r["fvu"], 5),
                 "dead_test_pct": round(100 * r["dead"], 1),
@@ -275,37 +303,44 @@ def cpu_model() -> str:
 
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__, RESULTS)
-    p.add_argument("--run", type=Path, help="finished run whose extracted activations to use (default: synthetic)")
+    p.add_argument("overrides", nargs="*", help="dotted config overrides (sae.grad_clip=null seed=1): not saved")
+    p.add_argument("--config", type=Path, default=ROOT / "configs" / "demo.yaml", help="its sae section and seed")
+    p.add_argument("--run", type=Path, default=ROOT / "runs" / "demo", help="finished run (default: %(default)s)")
     p.add_argument("--layer", type=int, default=1, help="extracted layer of --run (default: %(default)s)")
-    p.add_argument("--epochs", type=int, default=DEMO["epochs"], help="epochs of every trainer (default: %(default)s)")
+    p.add_argument("--trainers", type=trainer_list, default=list(TRAINERS), help=f"comma list of {', '.join(TRAINERS)}")
     p.add_argument("--repeats", type=int, default=2, help="timed trainings per trainer (default: %(default)s)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sparsify-warmup", type=int, default=0, help="eai-sparsify's warm-up steps (default: %(default)s)")
-    args = parse(p, argv, repeats=1, run=None, epochs=QUICK["epochs"])
+    args = parse(p, argv, repeats=1, config=ROOT / "configs" / "smoke.yaml")
     torch.set_num_threads(1 if args.quick else args.threads)
     if args.device == "cpu":
         os.environ.setdefault("SPARSIFY_DISABLE_TRITON", "1")  # sparsify's Triton decoder is for GPUs
-    if args.quick:
-        data = synthetic(2048, 512, 32)
-    elif args.run is not None:
-        data = load_run(args.run, args.layer)
-    else:
-        data = synthetic(60000, 10000, 192)
-    args.acts = "run" if args.run is not None and not args.quick else "synthetic"
-    cfg = SAEConfig(**{**(QUICK if args.quick else DEMO), "epochs": args.epochs})
-    batches = [i for e in range(cfg.epochs) for i in epoch_batches(data.train.shape[0], cfg.batch_size, e, args.seed)]
-    print(
-        f"activations: {data.label}; d_sae {cfg.expansion}x, k {cfg.k}, {cfg.epochs} epochs of batch {cfg.batch_size}"
-    )
+    cfg = load_config(args.config, args.overrides)
+    data, args.acts = activations(args)
+    batches = [
+        i for e in range(cfg.sae.epochs) for i in epoch_batches(len(data.train), cfg.sae.batch_size, e, cfg.seed)
+    ]
+    c = cfg.sae
+    print(f"activations: {data.label}; d_sae {c.expansion}x, k {c.k}, {c.epochs} epochs of batch {c.batch_size}")
+    names = [name for name in args.trainers if missing(TRAINERS[name]) is None]
+    for name in [name for name in args.trainers if name not in names]:
+        print(f"{TRAINERS[name].label}: skipped, {missing(TRAINERS[name])}")
     sys.stdout.flush()
-    setup = Setup(data, cfg, batches, args.seed, args.device, args.sparsify_warmup)
-    results = measure(setup, args.repeats)
+    setup = Setup(data, c, batches, cfg.seed, args.device, args.sparsify_warmup)
+    results = measure(setup, names, args.repeats)
     rows = rows_of(results)
     table(rows, COLUMNS)
-    payload = {"cpu": cpu_model(), "activations": data.label, "sae": vars(cfg), "trainers": results, "rows": rows}
+    why_not = "custom settings" if args.overrides else "not every trainer ran" if len(names) < len(TRAINERS) else ""
+    if why_not and not args.quick:
+        print(f"results not saved: {why_not}")
+        return
+    payload = {"cpu": cpu_model(), "activations": data.label, "sae": vars(c), "trainers": results, "rows": rows}
     save("sae_train", args, payload, full={"acts": "run"})
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except HeadsteerError as exc:  # a bad override or run folder: one line, as the CLI prints it
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
