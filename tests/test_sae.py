@@ -230,3 +230,18 @@ def test_grad_clip_must_be_positive():
     with pytest.raises(HeadsteerError, match=r"^sae.grad_clip=0.0 must be > 0, or null for no clipping$"):
         SAEConfig(grad_clip=0.0)
     assert SAEConfig(grad_clip=None).grad_clip is None
+
+
+def test_decoder_learning_rate_is_scaled(monkeypatch):
+    x, _ = planted(n=512)
+    torch.manual_seed(0)
+    sae = TopKSAE(32, 64, 3)
+    cfg = SAEConfig(batch_size=512, lr=1e-3, decoder_lr_scale=4.0, grad_clip=None)
+    trainer = SAETrainer(sae, cfg, total_steps=100)
+    monkeypatch.setattr(sae, "normalize_decoder", lambda: None)  # see Adam's own step on W_dec
+    before = {name: p.detach().clone() for name, p in sae.named_parameters()}
+    trainer.train_step(x)
+    moved = {name: (p.detach() - before[name]).abs().max().item() for name, p in sae.named_parameters()}
+    # Adam's first step moves every parameter with a gradient by its learning rate
+    assert moved["W_enc"] == pytest.approx(1e-3, rel=1e-4) and moved["b_enc"] == pytest.approx(1e-3, rel=1e-4)
+    assert moved["W_dec"] == pytest.approx(4e-3, rel=1e-4)

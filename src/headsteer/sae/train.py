@@ -168,11 +168,16 @@ def epoch_batches(n: int, batch_size: int, epoch: int, seed: int) -> tuple[torch
 
 
 class SAETrainer:
-    """Adam on the SAE with a constant learning rate that decays linearly over the last 20 % of steps."""
+    """Adam on the SAE with a constant learning rate that decays linearly over the last 20 % of steps;
+    the decoder's is `decoder_lr_scale` times the rest's."""
 
     def __init__(self, sae: TopKSAE, cfg: SAEConfig, total_steps: int):
         self.sae, self.cfg, self.total_steps = sae, cfg, max(1, total_steps)
-        self.optimizer = torch.optim.Adam(sae.parameters(), lr=cfg.lr, betas=(0.9, 0.999))
+        groups = [
+            {"params": [sae.W_enc, sae.b_enc, sae.b_dec], "lr_scale": 1.0},
+            {"params": [sae.W_dec], "lr_scale": cfg.decoder_lr_scale},
+        ]
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.lr, betas=(0.9, 0.999))
         self.k_aux = cfg.k_aux if cfg.k_aux is not None else max(1, sae.d_in // 2)
         # samples since each latent last fired
         self.since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=sae.W_dec.device)
@@ -203,7 +208,7 @@ class SAETrainer:
         """One Adam step on the batch x (B, d_in); returns the forward pass and its `firing_counts`."""
         sae, cfg = self.sae, self.cfg
         for group in self.optimizer.param_groups:
-            group["lr"] = self.lr_at(self.step)
+            group["lr"] = self.lr_at(self.step) * group["lr_scale"]
         out = train_forward(sae, x, self.dead_latents(), self.k_aux)
         loss = out.recon + cfg.auxk_coef * out.auxk
         self.optimizer.zero_grad(set_to_none=True)
