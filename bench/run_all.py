@@ -21,6 +21,7 @@ SCRIPTS = (
     "bench_sweep.py",
     "bench_sae_extract.py",
     "bench_threads.py",
+    "bench_sae_train.py",
 )
 
 

@@ -5,8 +5,16 @@ import torch
 
 from headsteer.config import SAEConfig
 from headsteer.errors import HeadsteerError
+from headsteer.sae import train as train_module
 from headsteer.sae.topk import TopKSAE, topk_relu
-from headsteer.sae.train import SAETrainer, auxk_loss, evaluate_sae, geometric_median
+from headsteer.sae.train import (
+    SAETrainer,
+    auxk_latents,
+    evaluate_sae,
+    firing_counts,
+    geometric_median,
+    train_forward,
+)
 
 
 def planted(n=20000, d=32, atoms=48, k=3, seed=0):
@@ -131,11 +139,109 @@ def test_auxk_revives_dead_latents():
     assert dead_with <= 0.2 and revived_with >= 0.7, (dead_with, revived_with)
 
 
-def test_auxk_loss_zero_without_dead_and_uses_only_dead():
-    x = torch.randn(8, 4)
-    pre = torch.randn(8, 6, requires_grad=True)
-    W_dec = torch.randn(6, 4)
-    assert auxk_loss(x, x * 0.5, pre, torch.zeros(6, dtype=torch.bool), 2, W_dec).item() == 0.0
-    dead = torch.tensor([False, False, False, False, True, True])
-    auxk_loss(x, x * 0.5, pre, dead, 2, W_dec).backward()
-    assert torch.all(pre.grad[:, :4] == 0) and pre.grad[:, 4:].abs().sum() > 0
+def dense_reference_grads(sae, x, dead, k_aux, auxk_coef):
+    """The gradients of recon + auxk_coef * AuxK written the naive way: the dense (B, d_sae) code and
+    AuxK code, full matmuls, autograd through topk; then the decoder-norm projection."""
+    pre = (x - sae.b_dec) @ sae.W_enc + sae.b_enc  # (B, d_sae)
+    x_hat = topk_relu(pre, sae.k) @ sae.W_dec + sae.b_dec
+    loss = (x_hat - x).pow(2).sum(-1).mean()
+    if dead.any():
+        vals, idx = pre.masked_fill(~dead, float("-inf")).topk(min(k_aux, int(dead.sum())), dim=-1)
+        z_aux = torch.zeros_like(pre).scatter(-1, idx, vals)  # raw pre-activations of the top dead latents
+        scale = min(int(dead.sum()) / k_aux, 1.0)
+        loss = loss + auxk_coef * scale * (z_aux @ sae.W_dec - (x - x_hat).detach()).pow(2).sum(-1).mean()
+    sae.zero_grad(set_to_none=True)
+    loss.backward()
+    sae.remove_parallel_grad()
+    return {name: p.grad.clone() for name, p in sae.named_parameters()}, loss.item()
+
+
+@pytest.mark.parametrize("n_dead", [0, 5, 40])  # none, fewer than k_aux (all of them used), more than k_aux
+def test_sparse_step_gradients_equal_the_dense_path(n_dead):
+    torch.manual_seed(0)
+    sae = TopKSAE(24, 96, 6)
+    with torch.no_grad():
+        sae.b_enc.normal_(0, 0.5)
+        sae.b_dec.normal_()
+    x = torch.randn(64, 24) * 2
+    dead = torch.zeros(96, dtype=torch.bool)
+    dead[torch.randperm(96)[:n_dead]] = True
+    want, want_loss = dense_reference_grads(sae, x, dead, k_aux=12, auxk_coef=0.5)
+    sae.zero_grad(set_to_none=True)
+    out = train_forward(sae, x, dead.nonzero().squeeze(1), k_aux=12)
+    (out.recon + 0.5 * out.auxk).backward()
+    sae.remove_parallel_grad()
+    assert (out.recon + 0.5 * out.auxk).item() == pytest.approx(want_loss, rel=1e-5)
+    assert (out.auxk.item() > 0) == (n_dead > 0)
+    for name, p in sae.named_parameters():
+        assert p.grad.abs().max() > 0.1, name  # every parameter gets a real gradient to compare
+        torch.testing.assert_close(p.grad, want[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_auxk_latents_are_the_top_dead_by_pre_activation():
+    pre = torch.tensor([[5.0, 1.0, -2.0, 3.0, -1.0, 0.5], [0.0, 4.0, 2.0, -3.0, 1.0, -0.5]])
+    dead = torch.tensor([1, 2, 4, 5])
+    got = auxk_latents(pre, dead, 2).sort(-1).values
+    assert got.tolist() == [[1, 5], [1, 2]]  # the live latents 0 and 3 never enter, however large
+    assert auxk_latents(pre, dead, 4).tolist() == [[1, 2, 4, 5]] * 2  # k_aux >= n_dead: every dead latent
+
+
+def test_firing_counts_match_the_dense_code():
+    torch.manual_seed(0)
+    sae = TopKSAE(16, 64, 8)
+    with torch.no_grad():
+        sae.b_enc.fill_(-1.0)  # some kept entries are negative and must not count as firing
+    x = torch.randn(50, 16)
+    z = sae.encode(x)  # (B, d_sae) dense code
+    assert torch.equal(firing_counts(*sae.encode_sparse(x), 64), (z > 0).sum(0))
+    assert 0 < (z > 0).sum(1).float().mean() < 8
+
+
+def test_auxk_skipped_when_its_coefficient_is_zero(monkeypatch):
+    x, _ = planted(n=1000)
+
+    def fail(*args):
+        raise AssertionError("AuxK computed although auxk_coef = 0")
+
+    monkeypatch.setattr(train_module, "auxk_latents", fail)
+    torch.manual_seed(0)
+    trainer, _ = train(TopKSAE(32, 64, 3), x, epochs=1, auxk_coef=0.0, dead_window=1)  # every latent "dead"
+    assert trainer.dead_latents() is None
+    torch.manual_seed(0)
+    with pytest.raises(AssertionError, match="AuxK computed"):
+        train(TopKSAE(32, 64, 3), x, epochs=1, auxk_coef=1 / 32, dead_window=1)
+
+
+def test_grad_clip_bounds_the_global_gradient_norm():
+    x, _ = planted(n=512)
+
+    def grad_norm(clip):
+        torch.manual_seed(0)
+        sae = TopKSAE(32, 64, 3)
+        trainer = SAETrainer(sae, SAEConfig(batch_size=512, grad_clip=clip), total_steps=10)
+        trainer.train_step(x)  # the step leaves its (clipped) gradients in .grad
+        return torch.cat([p.grad.flatten() for p in sae.parameters()]).norm().item()
+
+    assert grad_norm(None) > 1.0
+    assert grad_norm(0.5) == pytest.approx(0.5, rel=1e-4)
+
+
+def test_grad_clip_must_be_positive():
+    with pytest.raises(HeadsteerError, match=r"^sae.grad_clip=0.0 must be > 0, or null for no clipping$"):
+        SAEConfig(grad_clip=0.0)
+    assert SAEConfig(grad_clip=None).grad_clip is None
+
+
+def test_decoder_learning_rate_is_scaled(monkeypatch):
+    x, _ = planted(n=512)
+    torch.manual_seed(0)
+    sae = TopKSAE(32, 64, 3)
+    cfg = SAEConfig(batch_size=512, lr=1e-3, decoder_lr_scale=4.0, grad_clip=None)
+    trainer = SAETrainer(sae, cfg, total_steps=100)
+    monkeypatch.setattr(sae, "normalize_decoder", lambda: None)  # see Adam's own step on W_dec
+    before = {name: p.detach().clone() for name, p in sae.named_parameters()}
+    trainer.train_step(x)
+    moved = {name: (p.detach() - before[name]).abs().max().item() for name, p in sae.named_parameters()}
+    # Adam's first step moves every parameter with a gradient by its learning rate
+    assert moved["W_enc"] == pytest.approx(1e-3, rel=1e-4) and moved["b_enc"] == pytest.approx(1e-3, rel=1e-4)
+    assert moved["W_dec"] == pytest.approx(4e-3, rel=1e-4)
