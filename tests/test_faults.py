@@ -616,3 +616,17 @@ def test_steer_restarts_after_an_interrupt(tmp_path, capsys):
         "headsteer: interrupted (SIGTERM); run the same command again: steer restarts (it keeps no checkpoint)",
         "headsteer: interrupted; run the same command again: steer restarts (it keeps no checkpoint)",
     ]
+
+
+def test_a_checkpoint_with_another_optimizer_layout_is_one_line(tmp_path):
+    """A checkpoint saved with one optimizer parameter group, resumed into two (an older version's SAE
+    checkpoint): one line saying to delete it, not a ValueError."""
+    model = torch.nn.Linear(3, 2)
+    path = tmp_path / "checkpoint.safetensors"
+    one = torch.optim.Adam(model.parameters())
+    model(torch.ones(1, 3)).sum().backward()
+    one.step()
+    hio.save_checkpoint(path, model, one, {"epoch": 1})
+    two = torch.optim.Adam([{"params": [model.weight]}, {"params": [model.bias]}])
+    with pytest.raises(HeadsteerError, match=r"optimizer state this version cannot use .*delete it to restart"):
+        hio.load_checkpoint(path, model, two)

@@ -222,5 +222,11 @@ def load_checkpoint(path: str | Path, model: torch.nn.Module, optimizer: torch.o
             if key.startswith("optim."):
                 _, idx, name = key.split(".", 2)
                 state.setdefault(int(idx), {})[name] = value
-        optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        try:
+            optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+        except (ValueError, KeyError) as exc:  # e.g. saved by a version with other parameter groups
+            raise HeadsteerError(
+                f"checkpoint {path} holds an optimizer state this version cannot use ({exc}); delete it to "
+                "restart the stage"
+            ) from None
     return meta["state"]
