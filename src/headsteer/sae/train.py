@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -185,6 +185,8 @@ class SAETrainer:
         # samples since each latent last fired
         self.since_fired = torch.zeros(sae.d_sae, dtype=torch.long, device=sae.W_dec.device)
         self.step = 0
+        self.check_forward: Optional[Callable[[TrainForward], None]] = None
+        """Called with every training forward before its update (the sae stage stops on a non-finite loss)."""
 
     def state_dict(self) -> dict:
         """The trainer's own JSON-able state (the SAE and the optimizer are checkpointed apart)."""
@@ -213,6 +215,8 @@ class SAETrainer:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lr_at(self.step) * group["lr_scale"]
         out = train_forward(sae, x, self.dead_latents(), self.k_aux)
+        if self.check_forward is not None:
+            self.check_forward(out)  # may stop training before this step's update
         loss = out.recon + cfg.auxk_coef * out.auxk
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -61,15 +61,15 @@ def divergence(cfg: RunConfig, folder: Path, what: str) -> HeadsteerError:
 def stop_on_nonfinite(cfg: RunConfig, folder: Path, trainer: SAETrainer) -> Iterator[None]:
     """While training: a NaN or an infinity in any reconstruction (so in the loss) stops the step before its update."""
 
-    def check(module, args, out) -> None:
-        if not bool(torch.isfinite(out.x_hat).all()):
+    def check(out) -> None:
+        if not bool(torch.isfinite(out.recon)):
             raise divergence(cfg, folder, f"the reconstruction loss became non-finite at step {trainer.step + 1}")
 
-    handle = trainer.sae.register_forward_hook(check)
+    trainer.check_forward = check
     try:
         yield
     finally:
-        handle.remove()
+        trainer.check_forward = None
 
 
 def check_epoch(cfg: RunConfig, folder: Path, sae: TopKSAE, stats, epoch: int) -> None:
