@@ -70,7 +70,7 @@ def test_out_that_cannot_be_created_is_a_one_line_error(capsys, tmp_path, fashio
     assert blocker.read_text() == "in the way"
 
 
-def test_threads_default_to_the_cpus_and_a_busy_machine_gets_one_hint(monkeypatch, capsys):
+def test_threads_default_is_left_alone_and_a_busy_machine_gets_one_hint(monkeypatch, capsys):
     import os
 
     import torch
@@ -80,14 +80,16 @@ def test_threads_default_to_the_cpus_and_a_busy_machine_gets_one_hint(monkeypatc
     before = torch.get_num_threads()
     try:
         monkeypatch.setattr(runtime, "_busy_hint_shown", False)
-        monkeypatch.setattr(runtime, "cpus_available", lambda: 2)
         monkeypatch.setattr(os, "getloadavg", lambda: (0.5, 0.5, 0.5))
-        assert runtime.configure_threads(None) == 2 == torch.get_num_threads()
+        torch.set_num_threads(2)
+        assert runtime.configure_threads(None) == 2 == torch.get_num_threads()  # torch's default, untouched
         assert runtime.configure_threads(1) == 1 == torch.get_num_threads()
+        torch.set_num_threads(2)
         assert capsys.readouterr().out == ""  # a quiet machine: no hint
         monkeypatch.setattr(os, "getloadavg", lambda: (4.2, 4.0, 3.0))
         runtime.configure_threads(1)  # the user chose: no hint
         assert capsys.readouterr().out == ""
+        torch.set_num_threads(2)
         runtime.configure_threads(None)
         runtime.configure_threads(None)
         out = capsys.readouterr().out

@@ -244,7 +244,7 @@ class RunConfig:
     device: str = "auto"
     """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'."""
     threads: Optional[int] = None
-    """CPU threads for torch; None = every CPU the process may use (a fixed count, so runs repeat bitwise).
+    """CPU threads for torch; None = torch's default, one per CPU core (a fixed count, so runs repeat bitwise).
     On a machine other programs keep busy, threads=1 is often faster (a hint is printed then)."""
     data: DataConfig = field(default_factory=DataConfig)
     """The dataset."""
