@@ -161,18 +161,24 @@ def test_random_draw_zero_is_the_seeded_set_and_draws_differ():
     assert len({tuple(s.tolist()) for s in sets}) == 4
 
 
-def test_oracle_bounds_equal_every_pattern_run_in_full():
+@pytest.mark.parametrize("subset", [False, True])
+def test_oracle_bounds_equal_every_pattern_run_in_full(subset):
+    """On every image, and on a subset of them (steer.oracle_images), against full forwards of each pattern."""
     model, images, labels, test, scorer = _setup(2)
-    sens = layer_sensitivity(scorer.cache, labels, test.predictions, oracle=True)
+    rows = torch.tensor([0, 3, 4, 9, 17, 22, 30, 39]) if subset else None
+    sens = layer_sensitivity(scorer.cache, labels, test.predictions, True, rows)
+    if subset:
+        images, labels = images[rows], labels[rows]
     right = []
     for p in range(64):
-        mask = torch.tensor([(p >> h) & 1 for h in range(6)], dtype=torch.float32).expand(40, -1)
+        mask = torch.tensor([(p >> h) & 1 for h in range(6)], dtype=torch.float32).expand(len(labels), -1)
         with torch.no_grad():
             out = model.forward_from(model.embed(images), 0, force={2: mask})
         right.append(out.logits.argmax(1) == labels)
     right = torch.stack(right)
     o = sens.oracle
-    assert o["patterns"] == 64
+    assert o["patterns"] == 64 and o["images"] == len(labels)
+    assert sens.all_kept == pytest.approx((scorer.cache.predict(63, torch.arange(40)) == test.labels).float().mean())
     assert o["any_pattern_right"] == pytest.approx(right.any(0).float().mean().item())
     assert o["every_pattern_right"] == pytest.approx(right.all(0).float().mean().item())
     assert o["max_accuracy"] == pytest.approx(right.float().mean(1).max().item())

@@ -58,6 +58,9 @@ class SteerConfig:
     effect_images: Optional[int] = 2000
     """Test images (seeded subset) for each latent's head effect (keep-rate change of the headline layer's
     heads when that latent alone is amplified by alpha_max; the latent browser); None = all."""
+    oracle_images: Optional[int] = 2000
+    """Test images (seeded subset) on which the steered layer's sensitivity runs all 2^H head patterns (the
+    oracle bounds, H <= 8); None = all. Kept / dropped / each-dropped use every test image."""
     sensitivity_images: Optional[int] = 2000
     """Test images (seeded subset) for the head sensitivity of the layers other than the steered one;
     None = all. The steered layer always uses every test image."""
@@ -91,6 +94,8 @@ class SteerConfig:
             raise HeadsteerError(f"steer.study_images={self.study_images} must be >= 2 (or null for all)")
         if not self.study_alphas:
             raise HeadsteerError("steer.study_alphas is empty; list at least one alpha")
+        if self.oracle_images is not None and self.oracle_images < 1:
+            raise HeadsteerError(f"steer.oracle_images={self.oracle_images} must be >= 1 (or null for all)")
         if self.sensitivity_images is not None and self.sensitivity_images < 1:
             raise HeadsteerError(f"steer.sensitivity_images={self.sensitivity_images} must be >= 1 (or null for all)")
         if self.alpha_step <= 0 or self.alpha_min > self.alpha_max:

@@ -156,7 +156,8 @@ def sensitivity_line(results: dict) -> str:
     o = s.get("oracle")
     if o:
         line += (
-            f" Over all {o['patterns']} fixed head patterns accuracy ranges {100 * o['min_accuracy']:.2f}–"
+            f" Over all {o['patterns']} fixed head patterns ({o.get('images', 'all')} test images) accuracy ranges "
+            f"{100 * o['min_accuracy']:.2f}–"
             f"{100 * o['max_accuracy']:.2f} %; any per-image choice of heads lies between "
             f"{100 * o['every_pattern_right']:.2f} % and {100 * o['any_pattern_right']:.2f} %."
         )

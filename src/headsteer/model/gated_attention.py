@@ -34,17 +34,19 @@ class GatedAttention(Attention):
         """
         B, N, C = x.shape
         D = self.head_dim
-        if heads is None:
-            k, qkv = self.num_heads, self.qkv(x)
-        else:
-            k = heads.numel()
-            W = self.qkv.weight.view(3, self.num_heads, D, C)[:, heads].reshape(3 * k * D, C)
-            b = None if self.qkv.bias is None else self.qkv.bias.view(3, self.num_heads, D)[:, heads].reshape(-1)
-            qkv = F.linear(x, W, b)
-        q, kk, v = qkv.reshape(B, N, 3, k, D).permute(2, 0, 3, 1, 4).unbind(0)  # (B, k, N, D) each
+        k = self.num_heads if heads is None else heads.numel()
+        W, b = self.qkv.weight, self.qkv.bias  # (3 H D, C), rows ordered (q|k|v, head, D)
+        if heads is not None:
+            W = W.view(3, self.num_heads, D, C)[:, heads].reshape(3 * k * D, C)
+            b = None if b is None else b.view(3, self.num_heads, D)[:, heads].reshape(-1)
+        if query_rows is None:
+            q, kk, v = F.linear(x, W, b).reshape(B, N, 3, k, D).permute(2, 0, 3, 1, 4).unbind(0)  # (B, k, N, D)
+        else:  # queries of the asked rows only; keys and values of every token
+            xq = x[:, query_rows]  # (B, Nq, C)
+            q = F.linear(xq, W[: k * D], None if b is None else b[: k * D]).reshape(B, -1, k, D).transpose(1, 2)
+            kv = F.linear(x, W[k * D :], None if b is None else b[k * D :])  # (B, N, 2 k D)
+            kk, v = kv.reshape(B, N, 2, k, D).permute(2, 0, 3, 1, 4).unbind(0)  # (B, k, N, D) each
         q, kk = self.q_norm(q), self.k_norm(kk)
-        if query_rows is not None:
-            q = q[:, :, query_rows]
         if self.fused_attn:
             dropout = self.attn_drop.p if self.training else 0.0
             return F.scaled_dot_product_attention(q, kk, v, attn_mask=attn_mask, is_causal=is_causal, dropout_p=dropout)

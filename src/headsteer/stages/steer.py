@@ -89,7 +89,8 @@ def sensitivities(
     model, layer = pm.model, steered.tail.layer
     rows = seeded_subset(len(test), cfg.steer.sensitivity_images, cfg.seed + 17)
     sub = test.take(rows)
-    table = {layer: layer_sensitivity(steered, test.labels, test.predictions, oracle=True).as_dict(), **studied}
+    oracle_rows = seeded_subset(len(test), cfg.steer.oracle_images, cfg.seed + 19)
+    table = {layer: layer_sensitivity(steered, test.labels, test.predictions, True, oracle_rows).as_dict(), **studied}
     for i in (i for i in model.pruned_layers if i not in table):
         cache = OutcomeCache(make_tail(model, i, [captured_tokens(cfg, pm, i, rows)]), cfg.steer.batch_size)
         table[i] = layer_sensitivity(cache, sub.labels, sub.predictions).as_dict()

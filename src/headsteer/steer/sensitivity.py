@@ -52,18 +52,16 @@ class LayerSensitivity:
         return {**self.__dict__, "range_pts": self.range_pts}
 
 
-def oracle_bounds(cache: OutcomeCache, labels: torch.Tensor) -> dict:
-    """Accuracy under each of the 2^H fixed head patterns, and the per-image oracle bounds."""
-    n, H = cache.n, cache.num_heads
-    right = torch.stack(
-        [
-            cache(torch.tensor([(p >> h) & 1 for h in range(H)], dtype=torch.float32).expand(n, -1)).pred == labels
-            for p in range(2**H)
-        ]
-    )  # (2^H, N)
+def oracle_bounds(cache: OutcomeCache, labels: torch.Tensor, rows: torch.Tensor | None = None) -> dict:
+    """Accuracy under each of the 2^H fixed head patterns, and the per-image oracle bounds, over the images
+    `rows` (index tensor; None = all) of the cache; labels (N,) of all its images."""
+    rows = torch.arange(cache.n) if rows is None else rows
+    H = cache.num_heads
+    right = torch.stack([cache.predict(p, rows) == labels[rows] for p in range(2**H)])  # (2^H, n)
     acc = right.float().mean(1)
     return {
         "patterns": 2**H,
+        "images": int(rows.numel()),
         "min_accuracy": acc.min().item(),
         "max_accuracy": acc.max().item(),
         "any_pattern_right": right.any(0).float().mean().item(),
@@ -72,10 +70,14 @@ def oracle_bounds(cache: OutcomeCache, labels: torch.Tensor) -> dict:
 
 
 def layer_sensitivity(
-    cache: OutcomeCache, labels: torch.Tensor, unsteered_pred: torch.Tensor, oracle: bool = False
+    cache: OutcomeCache,
+    labels: torch.Tensor,
+    unsteered_pred: torch.Tensor,
+    oracle: bool = False,
+    oracle_rows: torch.Tensor | None = None,
 ) -> LayerSensitivity:
     """Sensitivity of the layer behind `cache` on the images it covers (labels, unsteered_pred: (N,));
-    with `oracle`, also the bounds over all 2^H patterns (H <= 8)."""
+    with `oracle`, also the bounds over all 2^H patterns (H <= 8), on the images `oracle_rows` (None = all)."""
     n, H = cache.n, cache.num_heads
 
     def accuracy(pattern: torch.Tensor) -> float:
@@ -84,5 +86,5 @@ def layer_sensitivity(
     ones = torch.ones(H)
     dropped = [accuracy(ones.index_fill(0, torch.tensor([h]), 0.0)) for h in range(H)]
     unsteered = (unsteered_pred == labels).float().mean().item()
-    bounds = oracle_bounds(cache, labels) if oracle and H <= 8 else None
+    bounds = oracle_bounds(cache, labels, oracle_rows) if oracle and H <= 8 else None
     return LayerSensitivity(cache.tail.layer, n, unsteered, accuracy(ones), accuracy(torch.zeros(H)), dropped, bounds)

@@ -131,6 +131,12 @@ class OutcomeCache:
             pred[rows], after[rows] = self._pred[p][rows], self._after[p][rows]
         return Outcome(pred, after)
 
+    @torch.inference_mode()
+    def predict(self, pattern: int, rows: torch.Tensor) -> torch.Tensor:
+        """(n,) predicted class of the images `rows` when layer l keeps the heads of `pattern` (bit h = head h)."""
+        self._fill([(pattern, rows)])
+        return self._pred[pattern][rows]
+
     def _fill(self, groups: list[tuple[int, torch.Tensor]]) -> None:
         """Run the tail on every (image, pattern) pair of `groups` not computed yet, all patterns together in
         batches of `batch_size` rows (each row with its own mask), so a point that meets many patterns on a few
