@@ -110,8 +110,8 @@ def _low_part(rows: list) -> str:
         return "No strategy reaches the usage at which the threshold baseline has lost a point of accuracy."
     calls = [x["vs_threshold"]["call"] for x in low]
     return (
-        f"{len(low)} of {len(rows)} reach usage below {low[0]['usage_limit']:.2f}, where the threshold has lost at "
-        f"least {low[0]['loss_pts']:g} pt; there they {_counts(calls)}."
+        f"Where heads matter (usage below {low[0]['usage_limit']:.2f}, where the threshold has lost at least "
+        f"{low[0]['loss_pts']:g} pt), {len(low)} of the {len(rows)} comparisons reach; there: {_counts(calls)}."
     )
 
 
