@@ -17,7 +17,7 @@ from headsteer.benchmark import forced_masks, parse_result_name, result_name, sa
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-BENCHES = {"inference", "skip_methods", "train_step", "sweep", "sae_extract", "sae_train"}
+BENCHES = {"inference", "skip_methods", "train_step", "sweep", "sae_extract", "sae_train", "threads"}
 HEADERS = {  # script -> the header line(s) its output must contain
     "bench_inference": ["model  batch  variant  usage  img_s  time_ratio  mac_ratio  realised_over_theory"],
     "bench_skip_methods": ["layer  masks  usage  patterns  dense_ms  per_head  grouped"],
@@ -25,6 +25,7 @@ HEADERS = {  # script -> the header line(s) its output must contain
     "bench_sweep": ["model  layer  tail            images  full_ms  cached_ms  speedup  warm_ms  warm_speedup"],
     "bench_sae_extract": ["what  batch  per_s  unit"],
     "bench_sae_train": ["trainer  cpu_s  fvu_test  dead_test_pct  cpu_ratio  fvu_ratio  dead_ratio"],
+    "bench_threads": ["model  batch  busy_processes  threads  step_ms"],
     "to_markdown": ["| model | batch | variant | usage | img_s | time_ratio | mac_ratio | realised_over_theory |"],
 }
 HEADERS["run_all"] = [h for name, hs in HEADERS.items() if name.startswith("bench_") for h in hs]
