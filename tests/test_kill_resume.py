@@ -38,8 +38,11 @@ def test_sigkill_midway_then_resume_equals_uninterrupted(fashion_dir, tmp_path):
     proc = subprocess.Popen(_cmd(fashion_dir, killed, "run"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     deadline = time.time() + 120
     while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
-        time.sleep(0.05)
-    time.sleep(0.5)  # land somewhere later, often inside an epoch
+        time.sleep(0.01)
+    first = ckpt.stat().st_ino  # the atomic writer replaces the file: a new inode per checkpoint
+    while ckpt.stat().st_ino == first and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.01)
+    # now just after the second checkpoint (step 6 of the first 10-step epoch), far from the stage's end
     assert proc.poll() is None, "run finished before it could be killed; make it longer"
     proc.send_signal(signal.SIGKILL)
     proc.wait()
