@@ -56,8 +56,8 @@ def walk(score: Callable[[float], object], start: float, start_usage: float, s: 
         point = score(alpha)
         out.alphas.append(alpha)
         out.scores.append(point)
-        moved = abs(point.usage.mean().item() - usage)
-        usage = point.usage.mean().item()
+        new_usage = point.usage.mean().item()
+        moved, usage = abs(new_usage - usage), new_usage
         if moved < s.tol:
             out.saturated[side] = True
             return
