@@ -98,3 +98,13 @@ def test_model_name_names_an_overridden_geometry(pipeline):
     assert model_name(load_config(ROOT / "configs" / "cifar100_vit_small.yaml").model) == "vit_small_patch16_224"
     results = json.loads((Path(pipeline.out) / "report" / "results.json").read_text())
     assert results["model"].startswith("ViT 2 blocks × 6 heads × 48 dims, patch 7, 28 px")
+
+
+def test_each_stage_help_example_override_is_a_valid_key_of_that_stage():
+    from headsteer.cli import STAGE_OVERRIDE
+
+    for stage, override in STAGE_OVERRIDE.items():
+        assert override.startswith(f"{stage}.")
+        key, value = override.split("=")
+        cfg = load_config(ROOT / DEMO, [override])
+        assert str(getattr(getattr(cfg, stage), key.split(".")[1])) == value

@@ -128,6 +128,25 @@ def test_write_errors_are_one_line_naming_the_path(tmp_path, monkeypatch, code, 
     assert sorted(p.name for p in tmp_path.iterdir()) == ["w.safetensors"]
 
 
+def test_a_full_disk_at_the_stage_marker_or_the_run_lock_is_one_line(tmp_path, monkeypatch):
+    import headsteer.manifest as manifest
+    import headsteer.runlock as runlock
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(manifest.os, "fsync", full)  # writing the marker fails as on a full disk
+    with pytest.raises(HeadsteerError) as exc:
+        manifest.create(tmp_path)
+    assert str(exc.value).startswith(f"disk full while writing {tmp_path / manifest.MARKER}; nothing was half-written")
+    monkeypatch.undo()
+    monkeypatch.setattr(runlock.os, "pwrite", full)
+    with pytest.raises(HeadsteerError) as exc:
+        with runlock.run_lock(tmp_path / "run"):
+            pass
+    assert str(exc.value).startswith(f"disk full while writing {tmp_path / 'run' / '.lock'}")
+
+
 @pytest.fixture()
 def tiny_disk(tmp_path):
     """A real 256 KiB tmpfs (root only; skipped where mounting is not allowed)."""

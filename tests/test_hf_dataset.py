@@ -85,3 +85,17 @@ def test_a_column_that_is_not_images_is_named(tmp_path, capsys):
     argv = ["prune", str(ROOT / "configs/smoke.yaml"), "data.name=hf", f"data.root={tmp_path / 'ds'}"]
     line = one_line_error(capsys, argv + [f"out={tmp_path / 'run'}"])
     assert "column 'image'" in line and "is Value, not images" in line
+
+
+def test_fingerprint_follows_the_saved_content(tmp_path):
+    from headsteer.data import UNAVAILABLE, data_fingerprint
+
+    cfg = DataConfig(name="hf", root=str(tmp_path / "ds"), image_column="img", label_column="y")
+    assert data_fingerprint(cfg) == UNAVAILABLE  # nothing saved there yet
+    save(tmp_path / "ds", seed=0)
+    first = data_fingerprint(cfg)
+    assert first != UNAVAILABLE and data_fingerprint(cfg) == first  # reading does not change it
+    save(tmp_path / "ds2", seed=1)  # other pixels, saved elsewhere, then moved over the first
+    (tmp_path / "ds").rename(tmp_path / "old")
+    (tmp_path / "ds2").rename(tmp_path / "ds")
+    assert data_fingerprint(cfg) not in (first, UNAVAILABLE)

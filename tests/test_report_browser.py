@@ -115,12 +115,12 @@ def test_latent_browser_opens_a_latent(browser, pipeline):
         fires = int((sae.encode(load_split(run, "test", 1).cls)[:, latent] > 0).sum())
     assert len(browser.find_elements("css selector", "#lb-images .th")) == min(8, fires) > 0
     # your set: the opened latent, added twice, is listed once as the config override that sweeps it
-    assert browser.find_element("id", "lb-set").text == "steer.custom_sets={mine: []}"
+    assert browser.find_element("id", "lb-set").text == "'steer.custom_sets={mine: []}'"
     for _ in range(2):
         browser.find_element("id", "lb-add").click()
-    assert browser.find_element("id", "lb-set").text == f"steer.custom_sets={{mine: [{latent}]}}"
+    assert browser.find_element("id", "lb-set").text == f"'steer.custom_sets={{mine: [{latent}]}}'"
     browser.find_element("id", "lb-clear").click()
-    assert browser.find_element("id", "lb-set").text == "steer.custom_sets={mine: []}"
+    assert browser.find_element("id", "lb-set").text == "'steer.custom_sets={mine: []}'"
     _select(browser, "lb-sort", "lift")
     rows = browser.find_elements("css selector", "#lb-rows tr.lb-row")
     lifts = [float(r.find_elements("tag name", "td")[3].text.split()[0]) for r in rows]

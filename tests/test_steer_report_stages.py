@@ -168,3 +168,28 @@ def test_custom_sets_are_swept_and_judged_like_the_built_in_ones(pipeline, tmp_p
     capsys.readouterr()
     line = one_line_error(capsys, ["steer", *base, "steer.custom_sets={mine: [0, 100000]}", "--force"])
     assert "steer.custom_sets.mine holds latent 100000" in line
+
+
+def test_missed_pruning_target_is_said_in_the_log_and_first_in_the_report(smoke_cfg, pipeline, tmp_path, capsys):
+    from headsteer.analysis.report import answer_html, write_markdown
+    from headsteer.analysis.results import target_note
+    from headsteer.stages import run_stage
+
+    # a target one joint epoch from heads that start on cannot reach: the log says so
+    run_stage(smoke_cfg("prune.target_usage=0.2", "prune.dense_epochs=1", "prune.joint_epochs=1"), "prune")
+    log = capsys.readouterr().out
+    warning = r"\[prune\] warning: head usage [01]\.\d{3} misses prune\.target_usage 0\.2 by more than 0\.05"
+    assert re.search(warning, log), log
+    # results.json's flag and its place in results.md and report.html, on the pipeline's real results
+    r = json.loads((Path(pipeline.out) / "report" / "results.json").read_text())
+    r["pruned"]["head_usage"], r["pruned"]["target_usage"] = 1.0, 0.7
+    r["pruned"]["target_missed"] = target_note(r["pruned"])
+    assert r["pruned"]["target_missed"].startswith("Pruning missed its target: final head usage 1.000 against")
+    steer = json.loads((Path(pipeline.out) / "steer" / "metrics.json").read_text())
+    write_markdown(tmp_path / "results.md", r, steer, ["a finding"], "headsteer run CONFIG")
+    bullets = [ln for ln in (tmp_path / "results.md").read_text().splitlines() if ln.startswith("- ")]
+    assert bullets[0].startswith("- Pruning missed its target") and bullets[1].startswith("- Answer: ")
+    assert bullets[2] == "- a finding"
+    page = answer_html(r)
+    assert page.index("Pruning missed its target") < page.index('id="answer"')
+    assert page.count("Pruning missed its target") == 1

@@ -11,23 +11,13 @@ quota, a read-only file system or a missing permission becomes one line naming t
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import secrets
 from pathlib import Path
 
 from headsteer import manifest
-from headsteer.errors import HeadsteerError
-
-_AGAIN = "nothing was half-written (the previous version, if any, is intact): free space and run the same command again"
-_FIXES = {
-    errno.ENOSPC: "disk full while writing {path}; " + _AGAIN,
-    errno.EDQUOT: "disk quota exceeded while writing {path}; " + _AGAIN,
-    errno.EROFS: "cannot write {path}: the file system is read-only; choose another --out",
-    errno.EACCES: "cannot write {path}: permission denied; fix the folder's permissions or choose another --out",
-    errno.EPERM: "cannot write {path}: operation not permitted; fix the folder's permissions or choose another --out",
-}
+from headsteer.errors import HeadsteerError, write_error
 
 
 def _temp_pattern(path: Path) -> re.Pattern:
@@ -99,7 +89,6 @@ def write_bytes(path: str | Path, data: bytes) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
-            fix = _FIXES.get(exc.errno, "cannot write {path} ({reason}); choose another --out")
-            raise HeadsteerError(fix.format(path=path, reason=exc.strerror or exc)) from None
+            raise write_error(exc, path) from None
         raise
     _sync_folder(path.parent)

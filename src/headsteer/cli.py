@@ -28,15 +28,34 @@ overrides:
 
 examples:
 """
-STAGE_EXAMPLES = """\
-  headsteer {name} configs/demo.yaml
-  headsteer {name} configs/demo.yaml prune.target_usage=0.5 model.pruned_layers=[-1] --out runs/u50
-  headsteer {name} configs/demo.yaml data.name=imagefolder data.root=DIR --out runs/mine
+RUN_EXAMPLES = """\
+  headsteer run configs/demo.yaml
+  headsteer run configs/demo.yaml prune.target_usage=0.5 model.pruned_layers=[-1] --out runs/u50
+  headsteer run configs/demo.yaml data.name=imagefolder data.root=DIR --out runs/mine
 """
+STAGE_EXAMPLES = """\
+  headsteer {name} configs/demo.yaml             # the stages before it must be done, in runs/demo
+  headsteer {name} configs/demo.yaml --out runs/mine      # the same in another run folder
+"""
+REDO_EXAMPLE = """\
+  headsteer {name} configs/demo.yaml {override} --force   # redo it with another setting
+  (the stages after it need the same override: `headsteer run configs/demo.yaml {override} --force`)
+"""
+STAGE_OVERRIDE = {  # a setting of each stage's own section, for the examples (the report has none)
+    "prune": "prune.target_usage=0.5",
+    "extract": "extract.layers=all",
+    "sae": "sae.k=16",
+    "steer": "steer.mode=additive",
+}
 CONFIG_EXAMPLES = """\
   headsteer config configs/demo.yaml
   headsteer config configs/demo.yaml sae.k=16 steer.mode=additive --keys
 """
+
+
+def _stage_examples(name: str) -> str:
+    override = STAGE_OVERRIDE.get(name)
+    return STAGE_EXAMPLES.format(name=name) + (REDO_EXAMPLE.format(name=name, override=override) if override else "")
 
 
 def _stage_parser(sub, name: str, help_text: str) -> None:
@@ -45,7 +64,7 @@ def _stage_parser(sub, name: str, help_text: str) -> None:
         name,
         help=help_text,
         description=help_text,
-        epilog=OVERRIDES + STAGE_EXAMPLES.format(name=name),
+        epilog=OVERRIDES + (RUN_EXAMPLES if name == "run" else _stage_examples(name)),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"

@@ -16,6 +16,8 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
+from headsteer.errors import write_error
+
 MARKER = ".headsteer-manifest"
 HEADER = "# headsteer stage folder: files headsteer wrote here (one per line, relative to this folder)\n"
 
@@ -32,10 +34,13 @@ def create(folder: Path) -> None:
     """Mark `folder` as a headsteer stage folder (keeps the list when the marker exists already)."""
     path = Path(folder) / MARKER
     if not path.is_file():
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(HEADER)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(HEADER)
+                f.flush()
+                os.fsync(f.fileno())
+        except OSError as exc:
+            raise write_error(exc, path) from None
 
 
 def listed(folder: Path) -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from headsteer.atomic import make_folder
-from headsteer.errors import HeadsteerError
+from headsteer.errors import HeadsteerError, write_error
 
 LOCK_NAME = ".lock"
 
@@ -44,8 +44,11 @@ def run_lock(run_dir: str | Path) -> Iterator[None]:
             if exc.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.EINVAL):
                 raise
             print(f"headsteer: note: {path} cannot be locked here ({exc.strerror}); run one headsteer at a time in it")
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        except OSError as exc:
+            raise write_error(exc, path) from None
         yield
     finally:
         os.close(fd)  # releases the lock

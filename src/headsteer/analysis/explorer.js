@@ -194,7 +194,7 @@
 
   // your own latent set, as the config override that sweeps it beside the built-in strategies
   function showSet() {
-    $("lb-set").textContent = "steer.custom_sets={mine: [" + mine.join(", ") + "]}";
+    $("lb-set").textContent = "'steer.custom_sets={mine: [" + mine.join(", ") + "]}'";  // quoted for a shell
   }
 
   function copySet() {

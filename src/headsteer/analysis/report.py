@@ -7,16 +7,16 @@ import html
 import json
 from pathlib import Path
 
-from headsteer.analysis.results import paper_table, study_rows
+from headsteer.analysis.results import opening, paper_table, study_rows
 from headsteer.io import write_text
 
 
 def write_markdown(path: Path, results: dict, steer: dict, lines: list[str], command: str) -> None:
-    """lines: the verdict first, then the other findings."""
+    """A missed pruning target and the answer first, then `lines`: the verdict, then the other findings."""
     rows = "\n".join(f"| {a} | {b} | {c} |" for a, b, c in paper_table(results, steer))
     text = (
         f"# headsteer results — {results['dataset']}\n\n"
-        + "\n".join(f"- {ln}" for ln in [f"Answer: {results['answer']['sentence']}", *lines])
+        + "\n".join(f"- {ln}" for ln in [*opening(results), *lines])
         + f"\n\n| | paper | this run |\n|---|---|---|\n{rows}\n\nReproduce: `{command}`\n"
     )
     write_text(path, text)

@@ -216,10 +216,15 @@ def study_lines(results: dict) -> list[str]:
 
 
 def verdict(results: dict) -> list[str]:
-    """What the report opens with after the answer: a missed pruning target, the steered layer's sensitivity,
-    each headline-mode verdict, the layer study."""
-    missed = [results["pruned"]["target_missed"]] if results["pruned"].get("target_missed") else []
-    return [*missed, sensitivity_line(results), *verdict_lines(results), *study_lines(results)]
+    """What the report opens with after the answer: the steered layer's sensitivity, each headline-mode
+    verdict, the layer study (a missed pruning target comes before the answer: `opening`)."""
+    return [sensitivity_line(results), *verdict_lines(results), *study_lines(results)]
+
+
+def opening(results: dict) -> list[str]:
+    """The first lines of results.md: the missed-target warning, if any, then the answer."""
+    missed = results["pruned"].get("target_missed")
+    return [*([missed] if missed else []), f"Answer: {results['answer']['sentence']}"]
 
 
 def findings(results: dict) -> list[str]:
@@ -273,8 +278,8 @@ def paper_table(results: dict, steer: dict) -> list[tuple[str, str, str]]:
         ),
         (
             "reconstruction control",
-            "Δacc −0.12 %, Δusage +0.025",
-            f"Δacc {100 * r['sae']['reconstruction']['accuracy_delta']:+.2f} %, "
+            "Δacc −0.12 pts, Δusage +0.025",
+            f"Δacc {100 * r['sae']['reconstruction']['accuracy_delta']:+.2f} pts, "
             f"Δusage {r['sae']['reconstruction']['head_usage_delta']:+.3f}",
         ),
         (

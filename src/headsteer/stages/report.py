@@ -194,16 +194,16 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     prune, sae, steer = (read_json(run_dir / s / "metrics.json") for s in ("prune", "sae", "steer"))
     results = build_results(prune, sae, steer)
     results["model"] = model_name(cfg.model)  # the geometry really trained, when the config overrode timm's
-    lines, opening = findings(results), verdict(results)
+    lines, top = findings(results), verdict(results)
     figures = make_figures(prune, steer, results, folder)
     z, ds = test_codes(cfg, steer["layer"]), load_dataset(cfg.data)
     cards = latent_cards(cfg, steer, folder, z, ds)
     command = read_json(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
     meta = {"git_sha": git_sha(), "created": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     write_json(folder / "results.json", results)
-    write_markdown(folder / "results.md", results, steer, opening + lines, command)
+    write_markdown(folder / "results.md", results, steer, top + lines, command)
     write_html(
-        folder / "report.html", results, steer, lines, opening, figures, cards, meta, explorer_data(cfg, results, z, ds)
+        folder / "report.html", results, steer, lines, top, figures, cards, meta, explorer_data(cfg, results, z, ds)
     )
     print(f"[report] {folder / 'report.html'}")
     return results
