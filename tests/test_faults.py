@@ -268,6 +268,18 @@ def test_a_truncated_artifact_is_redone_with_every_later_stage_and_no_loop(pipel
     assert capsys.readouterr().out.count("already done") == 5
 
 
+def test_a_deleted_artifact_is_redone_by_run_with_every_later_stage(pipeline, tmp_path, capsys):
+    out = copy_run(pipeline, tmp_path)
+    weights = out / "sae" / "layer_1" / "sae" / "sae_weights.safetensors"
+    before = {k: v.clone() for k, v in load_file(str(weights)).items()}
+    weights.unlink()
+    assert main(argv("run", pipeline, out)) == 0
+    printed = capsys.readouterr().out
+    assert "is missing since the stage finished: redoing sae, then every later stage" in printed, printed
+    assert "[extract] already done" in printed and "[steer] started" in printed and "[report] started" in printed
+    assert all(torch.equal(before[k], v) for k, v in load_file(str(weights)).items())  # same seed, same SAE
+
+
 def test_a_truncated_pruned_model_is_named_then_rebuilt_by_its_stage(pipeline, tmp_path, capsys):
     out = copy_run(pipeline, tmp_path)
     model = out / "prune" / "model.safetensors"
