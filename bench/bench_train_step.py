@@ -1,11 +1,14 @@
 """Training step time: timm's dense ViT vs our gated model with decision networks (gating overhead),
-with two partial variants that show where the overhead sits.
+with two partial variants that show where the overhead sits, and (with --compile, the default on a GPU)
+the gated model with `model.compile` (torch.compile of every block's attention and MLP), whose fused
+kernels are what a launch-bound GPU step needs.
 
-Usage: python bench/bench_train_step.py [--device cuda] [--quick]
+Usage: python bench/bench_train_step.py [--device cuda] [--quick] [--compile | --no-compile]
 """
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import torch
@@ -22,17 +25,19 @@ from headsteer.benchmark import (
     time_interleaved,
     timm_reference,
 )
+from headsteer.model.configured import compile_blocks
 
 RESULTS = Path(__file__).resolve().parent / "results"
 BATCH = {"tiny": 8, "demo": 128, "demo3": 128, "vit_s16_224": 16}
 COLUMNS = ["model", "batch", "variant", "step_ms", "img_s", "overhead_pct"]
 
 
-def train_steps(geo: str, dev: str) -> tuple[dict, int]:
+def train_steps(geo: str, dev: str, compiled: bool = False) -> tuple[dict, int]:
     """Variant name -> one optimiser step on a fixed batch; and the batch size.
 
     Where the overhead sits: our wrapper alone (gating off), the mask and its gradient alone (fixed
-    all-ones masks that require grad, no decision nets), then everything."""
+    all-ones masks that require grad, no decision nets), then everything; with `compiled`, everything
+    again on a copy whose blocks are compiled."""
     model, in_chans, img, nc = build(geo, dev)
     ref = timm_reference(geo, dev)
     B = BATCH[geo]
@@ -45,6 +50,10 @@ def train_steps(geo: str, dev: str) -> tuple[dict, int]:
         "ours, masks only": (model, "fixed"),
         "gated + decision nets": (model, "full"),
     }
+    if compiled:
+        model_c = build(geo, dev)[0]
+        compile_blocks(model_c)
+        variants["gated + decision nets, compiled"] = (model_c, "full")
     steps = {}
     for name, (net, mode) in variants.items():
         net.train()
@@ -71,10 +80,13 @@ def train_steps(geo: str, dev: str) -> tuple[dict, int]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parse(parser(__doc__, RESULTS), argv)
+    p = parser(__doc__, RESULTS)
+    p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None, help="default: on a GPU")
+    args = parse(p, argv)
+    compiled = args.device.startswith("cuda") if args.compile is None else args.compile
     rows = []
     for geo in ("tiny",) if args.quick else FULL_GEOMETRIES:
-        steps, B = train_steps(geo, args.device)
+        steps, B = train_steps(geo, args.device, compiled)
         iters = 12 * args.iters if geo == "demo" else args.iters  # a demo step takes ~0.2 s
         results = time_interleaved(steps, args.device, args.warmup, iters)
         base = results["timm dense"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import shutil
 import subprocess
 import sys
 import time
@@ -113,3 +114,20 @@ def test_forced_masks_usage() -> None:
     assert torch.equal(m.sum(-1), torch.full((64, 3), 3.0))  # exactly 3 of 6 heads everywhere
     counts = forced_masks(256, 2, 6, 0.7).sum(-1)  # 4.2 heads on average: 4 or 5 each
     assert set(counts.unique().tolist()) <= {4.0, 5.0} and abs(counts.mean().item() / 6 - 0.7) < 0.03
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs a C++ compiler")
+def test_train_step_times_the_compiled_model_when_asked():
+    """The variant a GPU run times by default (--compile), checked here on the tiny geometry."""
+    proc = subprocess.run(
+        [sys.executable, "bench/bench_train_step.py", "--quick", "--device", "cpu", "--compile"],
+        check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("tiny")]
+    assert [" ".join(r[2:-3]) for r in rows][-1] == "gated + decision nets, compiled"
+    assert float(rows[-1][-3]) > 0  # a step time was measured
