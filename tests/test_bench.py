@@ -41,24 +41,24 @@ def snapshot(folder: Path) -> dict[str, tuple[int, str]]:
     }
 
 
+def run_quick(script: str, *extra: str, timeout: int = 120) -> str:
+    """stdout of `bench/<script>.py --quick --device cpu [extra]`, which must succeed."""
+    cmd = [sys.executable, f"bench/{script}.py", "--quick", "--device", "cpu", *extra]
+    proc = subprocess.run(cmd, check=False, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    return proc.stdout
+
+
 @pytest.mark.parametrize("script", list(HEADERS))
 def test_script_runs_quick(script: str) -> None:
     before = snapshot(RESULTS)
-    proc = subprocess.run(
-        [sys.executable, f"bench/{script}.py", "--quick", "--device", "cpu"],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    lines = [" ".join(line.split()) for line in proc.stdout.splitlines()]
+    out = run_quick(script)
+    lines = [" ".join(line.split()) for line in out.splitlines()]
     for header in HEADERS[script]:
-        assert " ".join(header.split()) in lines, f"{script}: no table header {header!r} in\n{proc.stdout}"
+        assert " ".join(header.split()) in lines, f"{script}: no table header {header!r} in\n{out}"
     if script != "to_markdown":
-        assert "--quick run: results not saved" in proc.stdout
-        assert "vit_s16_224" not in proc.stdout and "demo" not in proc.stdout  # the tiny geometry only
+        assert "--quick run: results not saved" in out
+        assert "vit_s16_224" not in out and "demo" not in out  # the tiny geometry only
     assert snapshot(RESULTS) == before, "a --quick run modified bench/results"
 
 
@@ -119,15 +119,7 @@ def test_forced_masks_usage() -> None:
 @pytest.mark.skipif(shutil.which("g++") is None, reason="torch.compile on a CPU needs a C++ compiler")
 def test_train_step_times_the_compiled_model_when_asked():
     """The variant a GPU run times by default (--compile), checked here on the tiny geometry."""
-    proc = subprocess.run(
-        [sys.executable, "bench/bench_train_step.py", "--quick", "--device", "cpu", "--compile"],
-        check=False,
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
-    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("tiny")]
+    out = run_quick("bench_train_step", "--compile", timeout=300)
+    rows = [line.split() for line in out.splitlines() if line.startswith("tiny")]
     assert [" ".join(r[2:-3]) for r in rows][-1] == "gated + decision nets, compiled"
     assert float(rows[-1][-3]) > 0  # a step time was measured
