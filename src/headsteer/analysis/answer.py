@@ -12,9 +12,10 @@ from __future__ import annotations
 
 from collections import Counter
 
+from headsteer.steer.stats import IndexSets
 from headsteer.steer.verdict import MIN_RANGE
 
-CLASS_CONDITIONED = ("per_class", "per_class_specific")
+class_conditioned = IndexSets.class_conditioned
 
 
 def comparisons(verdicts: dict) -> list[tuple[str, str, str, dict]]:
@@ -24,7 +25,7 @@ def comparisons(verdicts: dict) -> list[tuple[str, str, str, dict]]:
         seen = set()
         for source, by_strategy in by_source.items():
             for strategy, rec in by_strategy.items():
-                if strategy not in CLASS_CONDITIONED:
+                if not class_conditioned(strategy):
                     if strategy in seen:
                         continue
                     seen.add(strategy)
@@ -34,7 +35,7 @@ def comparisons(verdicts: dict) -> list[tuple[str, str, str, dict]]:
 
 def label(mode: str, source: str, strategy: str) -> str:
     """'per_class (additive, true labels)'; class-free strategies carry no label source."""
-    if strategy in CLASS_CONDITIONED:
+    if class_conditioned(strategy):
         return f"{strategy} ({mode}, {'true labels' if source == 'true' else 'predicted class'})"
     return f"{strategy} ({mode})"
 
@@ -142,7 +143,7 @@ def table(results: dict) -> list[dict]:
             {
                 "strategy": k,
                 "mode": m,
-                "label_source": s if k in CLASS_CONDITIONED else None,
+                "label_source": s if class_conditioned(k) else None,
                 "usage_range": [reach["min_usage"]["usage"], reach["max_usage"]["usage"]],
                 "alpha_at_min_usage": reach["min_usage"]["alpha"],
                 "saturated": reach["saturated"],

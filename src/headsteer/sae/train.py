@@ -157,11 +157,10 @@ class ReconstructionMeter:
 
     def stats(self, dead_fraction: float | None = None) -> SAEStats:
         """dead_fraction None = the latents that never fired on the batches seen."""
-        sq_err, total_var, l0, aux = self.sums.tolist()
+        sq_err, _, l0, aux = self.sums.tolist()
         n, d_in = max(1, self.n), self.mean.shape[0]
         dead = 1.0 - self.fired.float().mean().item() if dead_fraction is None else dead_fraction
-        fvu = sq_err / max(total_var, 1e-12)
-        return SAEStats(mse=sq_err / (n * d_in), fvu=fvu, l0=l0 / n, dead_fraction=dead, auxk=aux / n)
+        return SAEStats(mse=sq_err / (n * d_in), fvu=self.fvu, l0=l0 / n, dead_fraction=dead, auxk=aux / n)
 
 
 def epoch_batches(n: int, batch_size: int, epoch: int, seed: int) -> tuple[torch.Tensor, ...]:

@@ -10,6 +10,7 @@ the unsteered accuracy, a second threshold comparison restricted to that low-usa
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 
@@ -39,8 +40,10 @@ class Judging:
         i = curve.values.index(0.0)
         return curve.sample_usage[i].float().mean().item(), curve.sample_correct[i].float().mean().item()
 
+    @cached_property
     def low_usage_limit(self) -> float | None:
-        """Highest usage at which the threshold baseline has lost `low_loss_pts` points; None if it never does."""
+        """Highest usage at which the threshold baseline has lost `low_loss_pts` points; None if it never does
+        (the same for every cell: computed once)."""
         t = self.threshold
         u0, a0 = self.reference(t)
         usage, acc = t.sample_usage.float().mean(1).numpy(), t.sample_correct.float().mean(1).numpy()
@@ -67,7 +70,7 @@ def judge_cell(res: SweepResult, ix: tuple[int, int, int], j: Judging, class_con
     if class_conditioned and ms is not None:
         ms_ref = j.reference(ms)[1]
         record["vs_mean_shift"] = compare(j.boot, (correct, usage), _pts(ms), ms_ref, j.floor_pts).as_dict()
-    limit = j.low_usage_limit()
+    limit = j.low_usage_limit
     if limit is not None and record["reach"]["min_usage"]["usage"] < limit:
         low = compare(j.boot, (correct, usage), _pts(j.threshold), thr_ref, j.floor_pts, within=(0.0, limit))
         record["low_usage"] = {"usage_limit": limit, "loss_pts": j.low_loss_pts, "vs_threshold": low.as_dict()}

@@ -157,8 +157,8 @@ class OutcomeCache:
         for r, i in zip(rows.split(self.batch_size), ids.split(self.batch_size), strict=True):
             mask = ((i[:, None] >> bits) & 1).float()  # (b, H)
             logits, after = self.tail.run_masked(mask.to(dev), r.to(dev))
-            pred = logits.argmax(1).cpu()
+            pred, after = logits.argmax(1).cpu(), after.cpu()
             for p in i.unique().tolist():
                 sel = i == p
-                self._pred[p][r[sel]], self._after[p][r[sel]] = pred[sel], after.cpu()[sel]
+                self._pred[p][r[sel]], self._after[p][r[sel]] = pred[sel], after[sel]
         self.computed += rows.numel()
