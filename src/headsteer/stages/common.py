@@ -160,6 +160,7 @@ def prepare(
     check_foreign(folder)
     record = _recorded(folder)
     old = record.get("config") if record is not None else None
+    redone = stale((record or {}).get("inputs"), inputs)  # earlier stages redone since this one was made
     if old is not None and old != wanted:
         if holds_results(folder) and not force:
             changes = "; ".join(config_diff(old, wanted)[:5])
@@ -168,9 +169,11 @@ def prepare(
                 f"redo the stage there, or --out to write elsewhere"
             )
         redo = "over"
-    elif record is not None and stale(record.get("inputs"), inputs) and holds_results(folder):
-        redone = ", ".join(stale(record.get("inputs"), inputs))
-        print(f"[{stage}] the {redone} stage was redone since this one started: starting {stage} over", flush=True)
+    elif record is not None and redone and holds_results(folder):
+        print(
+            f"[{stage}] the {', '.join(redone)} stage was redone since this one started: starting {stage} over",
+            flush=True,
+        )
         redo = "over"
     if redo == "over" and folder.is_dir():
         clean(folder)
@@ -180,8 +183,7 @@ def prepare(
     make_folder(folder)
     manifest.create(folder)
     (folder / "done.json").unlink(missing_ok=True)
-    record = record or {}
-    if not (folder / "config.json").is_file() or record.get("config") != wanted or stale(record.get("inputs"), inputs):
+    if not (folder / "config.json").is_file() or old != wanted or redone:
         _write_config(cfg, stage, folder, wanted, inputs, command)
     return folder
 
