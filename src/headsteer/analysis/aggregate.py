@@ -15,6 +15,7 @@ from headsteer.config_loader import config_diff
 from headsteer.errors import HeadsteerError
 from headsteer.io import read_json
 from headsteer.steer.alphas import nearest_index
+from headsteer.steer.verdict import VERBS
 
 # (dotted path in results.json, label, kind); the kind picks the formatting (KINDS)
 HEADLINE = [
@@ -34,14 +35,6 @@ KINDS |= {"usage_delta": (1, 3, "+", ""), "plain": (1, 4, "", ""), "pts": (1, 2,
 # steering figures: (curve in results.json, what it measures, kind)
 STEERED = [("head_usage", "steered-layer usage", "usage_delta"), ("accuracy", "accuracy", "acc_delta")]
 BASELINES = {"vs_threshold": "threshold", "vs_mean_shift": "mean-shift"}
-VERBS = {
-    "beats": "beats",
-    "matches": "matches",
-    "loses": "loses to",
-    "inconclusive": "is inconclusive against",
-    "borderline": "is borderline against",
-    "range too narrow": "shares too narrow a usage range with",
-}
 SIGNS = {"down": "goes down", "up": "goes up", "flat": "shows no clear change"}
 EPS = 1e-9  # without a CI (older results.json), a change smaller than this is "flat"
 

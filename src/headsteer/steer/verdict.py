@@ -35,6 +35,15 @@ LEVELS = 21
 MIN_RANGE = 0.02
 """Shared usage ranges narrower than this are 'range too narrow'."""
 CALLS = ("beats", "loses", "matches", "inconclusive", "borderline", "range too narrow")
+VERBS = {
+    "beats": "beats",
+    "loses": "loses to",
+    "matches": "matches",
+    "inconclusive": "is inconclusive against",
+    "borderline": "is borderline against",
+    "range too narrow": "shares too narrow a usage range with",
+}
+"""Each call as the verb of '<strategy> <verb> the <baseline> baseline'."""
 
 
 @dataclass
@@ -163,13 +172,7 @@ def sentence(strategy: str, baseline: str, c: Comparison) -> str:
         f"{100 * c.delta:+.2f} pts at equal usage (95 % CI {100 * lo:+.2f} to {100 * hi:+.2f}; usage "
         f"{c.usage_range[0]:.2f}–{c.usage_range[1]:.2f}, where the baseline moves {c.stake_pts:.2f} pts)"
     )
-    verb = {
-        "beats": "beats",
-        "loses": "loses to",
-        "matches": "matches",
-        "inconclusive": "is inconclusive against",
-        "borderline": "is borderline against",
-    }[c.call]
+    verb = VERBS[c.call]
     tail = {
         "inconclusive": ": little accuracy at stake in the shared range",
         "borderline": ": a CI bound lies within its Monte Carlo error of 0",
