@@ -132,7 +132,10 @@ def test_conclusions_that_hold_and_that_differ(runs):
     texts = [c.text for c in aggregate(runs).conclusions]
     assert "holds in every seed: per_class (pre_topk, true labels) beats threshold" in texts
     assert "holds in every seed: per_class (pre_topk, true labels) loses to mean-shift" in texts
-    assert "differs across seeds: global (pre_topk) vs threshold: beats (seeds 0, 1), matches (seed 2)" in texts
+    assert (
+        "differs across seeds: global (pre_topk) vs threshold: beats in 2 of 3 seeds (0, 1), matches in 1 of 3 (2)"
+        in texts
+    )
     assert "holds in every seed: global (pre_topk) loses to threshold in the low-usage part" in texts
     assert "holds in every seed: the answer is: No, at layer 5" in texts
     assert not any("global" in t and "mean-shift" in t for t in texts)  # null in every seed: nothing to conclude
@@ -140,10 +143,8 @@ def test_conclusions_that_hold_and_that_differ(runs):
     assert holds == sorted(holds, reverse=True)  # conclusions that hold in every seed lead
     usage = "holds in every seed: steered-layer usage goes down under per_class steering (true labels), α 0 → 1"
     assert usage in texts
-    random_acc = (
-        "differs across seeds: accuracy under random steering (true labels), α 0 → 1: up (seed 0), down (seed 1)"
-    )
-    assert random_acc + ", flat (seed 2)" in texts
+    random_acc = "differs across seeds: accuracy under random steering (true labels), α 0 → 1: "
+    assert random_acc + "up in 1 of 3 seeds (0), down in 1 of 3 (1), flat in 1 of 3 (2)" in texts
 
 
 def test_files_written(runs, tmp_path):
@@ -178,8 +179,8 @@ def test_results_without_verdict_or_sensitivity(tmp_path):
     assert sens.values == [0.3, None, None] and sens.mean == 0.3 and sens.sd is None
     texts = [c.text for c in agg.conclusions]
     assert (
-        "differs across seeds: per_class (pre_topk, true labels) vs threshold: beats (seed 0), missing (seeds 1, 2)"
-        in texts
+        "differs across seeds: per_class (pre_topk, true labels) vs threshold: "
+        "beats in 1 of 3 seeds (0), missing in 2 of 3 (1, 2)" in texts
     )
     write_aggregate(agg, tmp_path / "mixed")
     assert (
@@ -244,4 +245,39 @@ def test_layer_study_is_aggregated_per_layer(tmp_path):
     assert _figure(agg, "by_layer.1.per_class.vs_threshold").values == pytest.approx([0.0, 0.001, 0.002])
     texts = [c.text for c in agg.conclusions]
     assert "holds in every seed: layer 1: per_class matches threshold" in texts
-    assert "differs across seeds: layer 2: per_class vs threshold: matches (seeds 0, 1), beats (seed 2)" in texts
+    assert (
+        "differs across seeds: layer 2: per_class vs threshold: matches in 2 of 3 seeds (0, 1), beats in 1 of 3 (2)"
+        in texts
+    )
+
+
+def test_rivals_and_learned_strengths_are_counted_across_seeds(tmp_path):
+    """Each strategy's call against each rival, each rival against the threshold where heads matter, and the
+    learned strengths' calls, as counts over the seeds; the rivals' gains become figures."""
+    gate_call = {0: "beats", 1: "beats", 2: "matches"}
+    runs = []
+    for seed in (0, 1, 2):
+        run = _make_run(tmp_path / f"s{seed}", seed)
+        doc = json.loads((run / "report" / "results.json").read_text())
+        low = {"usage_max": 0.15, "call": gate_call[seed], "delta": 0.01 * (seed + 1)}
+        doc["rivals"] = {"rivals": {"retrained_gate": {"vs_threshold": {"call": "beats"}, "vs_threshold_low": low}}}
+        cell = doc["verdicts"]["pre_topk"]["true"]["per_class"]
+        cell["vs_rivals"] = {"retrained_gate": {"call": "loses" if seed else "matches"}}
+        verdict = {"vs_threshold": {"call": "beats"}, "vs_rivals": {"retrained_gate": {"call": "matches"}}}
+        doc["learned"] = {"trained": {"global": {"verdict": verdict}}}
+        (run / "report" / "results.json").write_text(json.dumps(doc))
+        runs.append(run)
+    agg = aggregate(runs)
+    texts = [c.text for c in agg.conclusions]
+    assert "holds in every seed: retrained_gate beats threshold" in texts
+    assert (
+        "differs across seeds: retrained_gate vs threshold below usage 0.15: beats in 2 of 3 seeds (0, 1), "
+        "matches in 1 of 3 (2)" in texts
+    )
+    assert (
+        "differs across seeds: per_class (pre_topk, true labels) vs retrained_gate: matches in 1 of 3 seeds (0), "
+        "loses in 2 of 3 (1, 2)" in texts
+    )
+    assert "holds in every seed: learned global (trained SAE) matches retrained_gate" in texts
+    fig = next(f for f in agg.figures if f.key == "rivals.retrained_gate.vs_threshold_low.delta")
+    assert fig.values == pytest.approx([0.01, 0.02, 0.03]) and fig.mean == pytest.approx(0.02)

@@ -114,6 +114,9 @@ def test_latent_browser_opens_a_latent(browser, pipeline):
     with torch.inference_mode():
         fires = int((sae.encode(load_split(run, "test", 1).cls)[:, latent] > 0).sum())
     assert len(browser.find_elements("css selector", "#lb-images .th")) == min(8, fires) > 0
+    # the gate readout: the predicted logit push on each head, as latents.safetensors holds it
+    push = [float(b.get_attribute("data-value")) for b in browser.find_elements("css selector", "#lb-detail b.push")]
+    assert push == pytest.approx(lat["predicted_push"][latent].tolist(), abs=1e-4) and len(push) == 6
     # your set: the opened latent, added twice, is listed once as the config override that sweeps it
     assert browser.find_element("id", "lb-set").text == "'steer.custom_sets={mine: []}'"
     for _ in range(2):
@@ -127,3 +130,18 @@ def test_latent_browser_opens_a_latent(browser, pipeline):
     assert lifts == sorted(lifts, reverse=True)
     browser.save_screenshot(str(run / "report" / "explorer.png"))
     assert (run / "report" / "explorer.png").stat().st_size > 10000
+
+
+def test_rival_frontier_comes_right_under_the_answer(browser, pipeline):
+    """The first figure of the report is the frontier of every rival and strategy, between the answer and the
+    first table (the answer's own table aside)."""
+    _open(browser, Path(pipeline.out))
+    y = browser.execute_script(
+        """var a = document.getElementById('answer').getBoundingClientRect().top;
+        var f = document.querySelector('img[alt=fig_rivals]').getBoundingClientRect().top;
+        var r = document.getElementById('rivals').getBoundingClientRect().top;
+        var imgs = Array.from(document.querySelectorAll('img')).map(function (i) { return i.alt; });
+        return [a, f, r, imgs.indexOf('fig_rivals')];"""
+    )
+    answer, figure, rivals_table, index = y
+    assert answer < figure < rivals_table and index == 0

@@ -107,11 +107,17 @@ def test_report_is_self_contained_html(pipeline):
         "fig_frontier",
         "fig_sensitivity",
         "fig_random_band",
+        "fig_rivals",
+        "fig_sparsity_path",
     ):
         assert (folder / f"{name}.png").stat().st_size > 5000
     assert "T-shirt/top" in doc and "paper" in doc
-    # the report opens with the verdict and the sensitivity, before any curve
-    assert doc.index("<h2>Verdict</h2>") < doc.index("range (pts)") < doc.index("<img")
+    # the report opens with the answer and the rivals' frontier, then the verdict and the sensitivity, before
+    # any other curve
+    first, second = (doc.index(f'alt="{name}"') for name in ("fig_rivals", "fig_sparsity_path"))
+    assert doc.index('id="answer"') < first < doc.index('id="rivals"') < doc.index("<h2>Verdict</h2>")
+    assert doc.index("<h2>Verdict</h2>") < doc.index("range (pts)") < doc.index('alt="fig_frontier"')
+    assert second < doc.index("<h2>Verdict</h2>")
     assert "threshold baseline" in doc
     md = (folder / "results.md").read_text()
     assert md.startswith("# headsteer results") and "| dense accuracy |" in md

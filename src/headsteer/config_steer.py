@@ -80,6 +80,41 @@ class SteerConfig:
     low_usage_loss_pts: float = 1.0
     """Where a strategy reaches usage at which the threshold baseline has lost at least this many points
     from the unsteered accuracy, a second verdict is restricted to that low-usage part."""
+    rivals: list[Literal["per_head_threshold", "retrained_gate", "class_threshold"]] = field(
+        default_factory=lambda: ["per_head_threshold", "retrained_gate", "class_threshold"]
+    )
+    """What a practitioner would do instead, fitted on training images and judged like the baselines: one shift
+    per head of the decision logits, the steered layer's decision network refit with everything else frozen,
+    and one shift per class (per label source, for the class-conditioned strategies). Empty: none."""
+    rival_targets: list[float] = field(default_factory=lambda: [0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    """Steered-layer head usages every rival and learned strength is fitted to (the unsteered usage is added)."""
+    fit_images: Optional[int] = 4000
+    """Training images (seeded subset) every rival and learned strength is fitted on; None = all. With H <= 8
+    heads the fit reads the outcome of all 2^H head patterns on each of them."""
+    fit_holdout: float = 0.25
+    """Fraction of the fit images held out; it only chooses the number of learned latents."""
+    fit_steps: int = 300
+    """Adam steps of each gradient fit (retrained gate, learned strengths)."""
+    fit_lr: float = 0.05
+    """Adam learning rate of each gradient fit."""
+    fit_usage_weight: float = 20.0
+    """Weight of the usage term pulling a gradient fit toward its target usage."""
+    low_usage_max: float = 0.15
+    """Each rival is also judged against the threshold below this steered-layer usage (where heads matter)."""
+    learned: list[Literal["global", "per_class"]] = field(default_factory=lambda: ["global", "per_class"])
+    """Learned latent strengths to fit: one strength per latent, and one per class and latent (for each label
+    source). Empty: none."""
+    learned_l1: float = 1.0e-2
+    """L1 weight on the logit pushes of the learned strengths (sum of |alpha_j p_j|, p_j: the push of latent j at
+    alpha = 1) in the unrestricted fit that ranks the latents for the sparsity path."""
+    learned_path: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    """Sparsity path: refits with only the m strongest latents free (per class for per-class strengths)."""
+    learned_refit_steps: int = 100
+    """Adam steps of each sparsity-path refit (it starts from the unrestricted fit's strengths)."""
+    focus_usage: float = 0.1
+    """The target usage at which the answer compares learned strengths on the trained and the untrained SAE."""
+    untrained_sae: bool = True
+    """The control: learned strengths and the frequency sets (headline mode) on an untrained SAE of the same shape."""
     custom_sets: dict[str, list[int]] = field(default_factory=dict)
     """Your own latent sets, {name: [latent ids]} (e.g. picked in the report's latent browser), swept
     beside the built-in strategies with the same CIs and verdicts; each is the same set for every image."""
@@ -122,5 +157,29 @@ class SteerConfig:
                 raise HeadsteerError(
                     f"steer.custom_sets.{name}={ids} must be a non-empty list of latent ids (integers >= 0)"
                 )
+        self._check_fits()
         if self.set_size is not None and self.set_size < 1:
             raise HeadsteerError(f"steer.set_size={self.set_size} must be >= 1 (or null for k)")
+
+    def _check_fits(self) -> None:
+        bad = [t for t in self.rival_targets if not 0 <= t <= 1]
+        if bad:
+            raise HeadsteerError(f"steer.rival_targets holds {bad[0]}; every target usage must be in [0, 1]")
+        if self.fit_images is not None and self.fit_images < 8:
+            raise HeadsteerError(f"steer.fit_images={self.fit_images} must be >= 8 (or null for all)")
+        if not 0 < self.fit_holdout < 1:
+            raise HeadsteerError(f"steer.fit_holdout={self.fit_holdout} must be in (0, 1), e.g. 0.25")
+        if (
+            self.fit_steps < 1
+            or self.learned_refit_steps < 1
+            or not self.fit_lr > 0
+            or not self.fit_usage_weight > 0
+            or self.learned_l1 < 0
+        ):
+            raise HeadsteerError(
+                f"steer fit settings (fit_steps={self.fit_steps}, learned_refit_steps={self.learned_refit_steps}, "
+                f"fit_lr={self.fit_lr}, fit_usage_weight={self.fit_usage_weight}, learned_l1={self.learned_l1}) need "
+                "steps >= 1, lr > 0, weight > 0, l1 >= 0"
+            )
+        if any(m < 1 for m in self.learned_path) or self.learned_path != sorted(set(self.learned_path)):
+            raise HeadsteerError(f"steer.learned_path={self.learned_path} must be ascending distinct counts >= 1")

@@ -138,6 +138,11 @@ def read_tensors(path: str | Path) -> dict[str, torch.Tensor]:
     return _read_safetensors(Path(path))[0]
 
 
+def read_tensors_and_metadata(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, string metadata) of a .safetensors file, its digest checked."""
+    return _read_safetensors(Path(path))
+
+
 def git_sha() -> str:
     """The commit of the headsteer source tree, or 'unknown' outside a git checkout."""
     try:

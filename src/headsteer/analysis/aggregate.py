@@ -10,6 +10,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
+from headsteer.analysis.aggregate_calls import calls as _calls
+from headsteer.analysis.aggregate_calls import rival_readings
 from headsteer.analysis.answer import comparisons, label
 from headsteer.config_loader import config_diff
 from headsteer.errors import HeadsteerError
@@ -163,7 +165,7 @@ def _steering(results: dict) -> list[Figure]:
 def _readings(results: dict) -> dict[str, Figure]:
     """Every headline figure one results.json has, by key."""
     out = [_one(key, label, kind, _get(results, key)) for key, label, kind in HEADLINE] + _steering(results)
-    out += _layer_readings(results)
+    out += _layer_readings(results) + [_one(*reading) for reading in rival_readings(results)]
     for mode, source, strategy, rec in comparisons(results.get("verdicts") or {}):
         who, key = label(mode, source, strategy), f"verdicts.{mode}.{source}.{strategy}"
         reach = rec.get("reach") or {}
@@ -214,13 +216,18 @@ def _figures(readings: list[dict[str, Figure]]) -> list[Figure]:
 
 
 def _conclude(subject: str, template: str, outcomes: list[str | None], seeds: list[int], words: dict) -> Conclusion:
-    """`holds in every seed: <template filled>` or `differs across seeds: <subject>: a (seeds 0, 1), b (seed 2)`."""
+    """`holds in every seed: <template filled>`, or as counts: `differs across seeds: <subject>: a in 2 of 3 seeds
+    (0, 1), b in 1 of 3 (2)`."""
     if None not in outcomes and len(set(outcomes)) == 1:
         return Conclusion(subject, outcomes, True, "holds in every seed: " + template.format(words[outcomes[0]]))
     groups: dict[str, list[str]] = {}
     for seed, outcome in zip(seeds, outcomes, strict=True):
         groups.setdefault(outcome or "missing", []).append(str(seed))
-    parts = [f"{o} (seed{'s' if len(s) > 1 else ''} {', '.join(s)})" for o, s in groups.items()]
+    n = len(seeds)
+    parts = [
+        f"{o} in {len(s)} of {n}{' seeds' if i == 0 else ''} ({', '.join(s)})"
+        for i, (o, s) in enumerate(groups.items())
+    ]
     return Conclusion(subject, outcomes, False, f"differs across seeds: {subject}: " + ", ".join(parts))
 
 
@@ -236,23 +243,6 @@ def _sign(results: dict, key: str, value: float | None) -> str | None:
         lo, hi = ci[st["alphas"].index(max(st["alphas"]))]
         return "down" if hi < 0 else "up" if lo > 0 else "flat"
     return "down" if value < -EPS else "up" if value > EPS else "flat"
-
-
-def _calls(results: list[dict]) -> dict[str, list[str | None]]:
-    """{subject: the call in each seed} of every comparison any seed has (full range, mean-shift, low usage)."""
-    out: dict[str, list[str | None]] = {}
-    for i, r in enumerate(results):
-        for mode, source, strategy, rec in comparisons(r.get("verdicts") or {}):
-            who = label(mode, source, strategy)
-            calls = {
-                f"{who} vs threshold": rec.get("vs_threshold"),
-                f"{who} vs mean-shift": rec.get("vs_mean_shift"),
-                f"{who} vs threshold in the low-usage part": (rec.get("low_usage") or {}).get("vs_threshold"),
-            }
-            for subject, c in calls.items():
-                if c:
-                    out.setdefault(subject, [None] * len(results))[i] = c["call"]
-    return out
 
 
 def _conclusions(results: list[dict], figures: list[Figure], seeds: list[int]) -> list[Conclusion]:

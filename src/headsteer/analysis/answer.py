@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from headsteer.analysis.rival_answer import learned_clause, rival_clause
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.verdict import MIN_RANGE
 
@@ -83,11 +84,12 @@ def headline(results: dict) -> str:
         )
     else:
         answer = (
-            f"No, {where}: no SAE steering strategy beats a constant shift of the decision threshold at equal head "
-            f"usage ({len(full)} strategy × mode × label-source comparisons over the whole usage range each reaches: "
-            f"{_counts([c['call'] for *_, c in full])})."
+            f"No, {where}: no SAE frequency-set strategy beats a constant shift of the decision threshold at equal "
+            f"head usage ({len(full)} strategy × mode × label-source comparisons over the whole usage range each "
+            f"reaches: {_counts([c['call'] for *_, c in full])})."
         )
-    return " ".join(x for x in (answer, _paper_method(results), _low_part(rows), _saturation(rows)) if x)
+    clauses = (answer, rival_clause(results, rows), _paper_method(results), _low_part(rows), _saturation(rows))
+    return " ".join(x for x in (*clauses, learned_clause(results)) if x)
 
 
 def _paper_method(results: dict) -> str:

@@ -180,13 +180,19 @@
       return "<div class=\"bar\"><span>h" + h + "</span><i class=\"" + (v < 0 ? "neg" : "pos") + "\" style=\"width:" + w.toFixed(1) +
         "%\"></i><b>" + signed(v, 3) + "</b></div>";
     }).join("");
+    var push = !C.push ? "" : "<div><h4>predicted logit push (α · mean activation · W d<sub>j</sub>)</h4>" +
+      C.push[j].map(function (v, h) {
+        var w = Math.min(60, Math.abs(v) * 20);
+        return "<div class=\"bar\"><span>h" + h + "</span><i class=\"" + (v < 0 ? "neg" : "pos") + "\" style=\"width:" +
+          w.toFixed(1) + "%\"></i><b class=\"push\" data-value=\"" + v + "\">" + signed(v, 3) + "</b></div>";
+      }).join("") + "</div>";
     var imgs = C.top[j].map(function (s, k) { return s < 0 ? "" : thumb(s, C.top_values[j][k]); }).join("");
     $("lb-detail").innerHTML = "<h3>latent #" + C.id[j] + "</h3>" +
       "<p>fires on <b id=\"lb-freq\" data-value=\"" + C.freq[j] + "\">" + (100 * C.freq[j]).toFixed(2) + " %</b> of training images (" +
       (100 * C.fires_on_test[j]).toFixed(2) + " % of test images); mean activation when active <b id=\"lb-mean\">" +
       C.mean[j].toFixed(3) + "</b>; most specific to " + classSlot(C.lift_class[j]) + " (lift " + C.lift[j].toFixed(2) + ")</p>" +
       "<div class=\"cols\"><div><h4>frequency per class</h4>" + bars + "</div><div><h4>head effect (keep-rate change, layer " +
-      S.layer + ", α = " + D.effect_alpha + ")</h4>" + eff + "</div></div><h4>top activating test images</h4><div id=\"lb-images\">" +
+      S.layer + ", α = " + D.effect_alpha + ")</h4>" + eff + "</div>" + push + "</div><h4>top activating test images</h4><div id=\"lb-images\">" +
       (imgs || "<p class=\"sub\">none: it never fires on the test set</p>") + "</div>" +
       "<p><button id=\"lb-add\" data-id=\"" + C.id[j] + "\">add #" + C.id[j] + " to your set</button></p>";
     names($("lb-detail"));

@@ -6,7 +6,8 @@
   label source, class, alpha) without a server.
 - `latents`: every latent that fires on TRAIN, column by column: firing frequency (TRAIN), mean
   activation when active (TEST), per-class frequency, lift (class frequency / overall frequency, with
-  its class), head effect (steer stage) and its top activating TEST images.
+  its class), head effect (steer stage), predicted logit push on each head (the gate readout) and its top
+  activating TEST images.
 - `sprite`: those images once, as one PNG grid; a thumbnail is a position in it.
 """
 
@@ -80,6 +81,8 @@ def latents(lat: dict[str, torch.Tensor], z: torch.Tensor, classes: list[str]) -
         "top": top.tolist(),
         "top_values": _r(vals.T, 3),
     }
+    if "predicted_push" in lat:  # the gate readout: each latent's predicted logit push on each head
+        cols["push"] = _r(lat["predicted_push"][ids])
     return {"classes": classes, "columns": cols}, used
 
 

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 from headsteer.analysis.results import opening, paper_table, study_rows
+from headsteer.analysis.rival_report import learned_html, readout_html, rivals_html
 from headsteer.io import write_text
 
 
@@ -63,17 +64,22 @@ def sensitivity_table(results: dict) -> str:
     s = results["sensitivity"]
     H = len(s["table"][0]["head_dropped"]) if s["table"] else 0
     head = "".join(f"<th>h{i} dropped</th>" for i in range(H))
+
+    def some(t: dict) -> str:  # a label-peeking count, not a ceiling
+        o = t.get("oracle")
+        return f"{100 * o['any_pattern_right']:.2f}" if o else "—"
+
     rows = "".join(
         f"<tr><td>layer {t['layer']}{' (steered)' if t['layer'] == s['steered_layer'] else ''}</td>"
         f"<td>{t['images']}</td>"
         f"<td>{100 * t['all_kept']:.2f}</td><td>{100 * t['all_dropped']:.2f}</td><td><b>{t['range_pts']:.2f}</b></td>"
         + "".join(f"<td>{100 * a:.2f}</td>" for a in t["head_dropped"])
-        + "</tr>"
+        + f"<td>{some(t)}</td></tr>"
         for t in s["table"]
     )
     return (
         f"<table><tr><th>layer</th><th>images</th><th>all kept</th><th>all dropped</th><th>range (pts)</th>{head}"
-        f"</tr>{rows}</table>"
+        f"<th>share of images some pattern gets right (%)</th></tr>{rows}</table>"
     )
 
 
@@ -182,9 +188,14 @@ def write_html(
     cards: list[Path],
     meta: dict,
     explorer: dict | None = None,
+    lead: list[tuple[str, Path, str]] | None = None,
 ) -> None:
+    """`lead`: the figures that go right under the answer (the frontier first); `figures`: the rest."""
     r = results
     h = html.escape
+    lead_html = "".join(
+        f"<figure>{_img(p)}<figcaption>{h(caption)}</figcaption></figure>" for _, p, caption in lead or []
+    )
     figs = "".join(
         f"<h2>{h(title)}</h2><figure>{_img(p)}<figcaption>{h(caption)}</figcaption></figure>"
         for title, p, caption in figures
@@ -198,12 +209,16 @@ def write_html(
  · mode <code>{h(r["steering"]["mode"])}</code> · git {h(meta.get("git_sha", "?")[:12])}</p>
 <div class="cards">{_cards_html(r)}</div>
 {answer_html(r)}
+{lead_html}
+{rivals_html(r)}
+{learned_html(r)}
 <h2>Verdict</h2><p class="sub">95 % CIs from a paired bootstrap over test images; a strategy beats a baseline
 only when the whole CI of its accuracy gain at equal usage is above 0, by more than the bound's Monte Carlo
 error; a CI containing 0 is a match only where the baseline's accuracy moves enough to tell.</p>
 <ul class="find">{"".join(f"<li>{h(x)}</li>" for x in verdict)}</ul>
 {sensitivity_table(r)}
 {_study_html(r)}
+{readout_html(r)}
 {explorer_html(explorer)}
 <h2>What else came out</h2><ul class="find">{"".join(f"<li>{h(x)}</li>" for x in lines)}</ul>
 <h2>Our numbers beside the paper's</h2>

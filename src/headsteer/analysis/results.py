@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from headsteer.analysis.answer import comparisons, headline, label, table
+from headsteer.analysis.rival_answer import rival_clause, strongest
 from headsteer.prune.evaluate import TARGET_SLACK
 from headsteer.steer.alphas import nearest_index
 from headsteer.steer.verdict import Comparison, sentence
@@ -70,6 +71,16 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
     if len(steer.get("layer_study", {})) > 1:  # one steered layer: the one-layer schema alone
         results["by_layer"] = {  # timings stay in steer/metrics.json: results.json repeats bitwise
             layer: {k: v for k, v in rec.items() if k != "seconds"} for layer, rec in steer["layer_study"].items()
+        }
+    for key in ("rivals", "learned", "untrained_sae", "gate_readout"):
+        if key in steer:
+            results[key] = steer[key]
+    if "rivals" in results:
+        results["rivals"]["layer"] = steer["layer"]
+        name = strongest(results)
+        results["rivals"]["answer"] = {
+            "strongest": name,
+            "sentence": rival_clause(results, comparisons(steer["verdicts"])),
         }
     results["pruned"]["target_missed"] = target_note(results["pruned"])
     results["answer"] = {"sentence": headline(results), "table": table(results)}
@@ -157,9 +168,10 @@ def sensitivity_line(results: dict) -> str:
     if o:
         line += (
             f" Over all {o['patterns']} fixed head patterns ({o.get('images', 'all')} test images) accuracy ranges "
-            f"{100 * o['min_accuracy']:.2f}–"
-            f"{100 * o['max_accuracy']:.2f} %; any per-image choice of heads lies between "
-            f"{100 * o['every_pattern_right']:.2f} % and {100 * o['any_pattern_right']:.2f} %."
+            f"{100 * o['min_accuracy']:.2f}–{100 * o['max_accuracy']:.2f} %; the share of images some pattern gets "
+            f"right is {100 * o['any_pattern_right']:.2f} % (every pattern: {100 * o['every_pattern_right']:.2f} %), "
+            "a count that peeks at the label, not a ceiling any policy can reach (the retrained gate is the one that "
+            "can)."
         )
     if not s["can_show_accuracy_effects"]:
         line += (

@@ -11,6 +11,7 @@ import torch
 from headsteer.activations import load_split
 from headsteer.analysis import explorer
 from headsteer.analysis import figures as fig
+from headsteer.analysis import rival_figures as rfig
 from headsteer.analysis import trust_figures as tfig
 from headsteer.analysis.report import write_html, write_markdown
 from headsteer.analysis.results import build_results, findings, verdict
@@ -98,6 +99,32 @@ def trust_figures(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
             "usual). A small kept-vs-dropped range leaves steering little accuracy to move.",
         ),
     ]
+
+
+def lead_figures(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
+    """The figures right under the answer: the frontier of every rival and strategy, the sparsity path."""
+    out = []
+    if "rivals" in results:
+        out.append(
+            (
+                "Steering against what a practitioner would do instead",
+                rfig.frontier(results, folder / "fig_rivals.png"),
+                "Accuracy against the steered layer's head usage on the test images. Lines with 95 % CI bands: the "
+                "single threshold and the rivals fitted on training images (per-head threshold, retrained gate, "
+                "per-class threshold). Dots: every α each frequency strategy reaches (headline mode, true labels). "
+                "Circles: learned latent strengths at each target usage (solid: trained SAE; dashed: untrained).",
+            )
+        )
+    if "trained" in results.get("learned", {}):
+        out.append(
+            (
+                "The sparsity path of learned strengths",
+                rfig.sparsity_path(results, folder / "fig_sparsity_path.png"),
+                "Gain over the threshold at equal usage (95 % paired CI) against the number of latents free, at the "
+                "focus target usage, on the trained SAE and on the untrained control.",
+            )
+        )
+    return out
 
 
 def study_figure(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
@@ -202,8 +229,8 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     meta = {"git_sha": git_sha(), "created": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     write_json(folder / "results.json", results)
     write_markdown(folder / "results.md", results, steer, top + lines, command)
-    write_html(
-        folder / "report.html", results, steer, lines, top, figures, cards, meta, explorer_data(cfg, results, z, ds)
-    )
+    explore = explorer_data(cfg, results, z, ds)
+    lead = lead_figures(results, folder)
+    write_html(folder / "report.html", results, steer, lines, top, figures, cards, meta, explore, lead)
     print(f"[report] {folder / 'report.html'}")
     return results

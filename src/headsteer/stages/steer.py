@@ -9,6 +9,7 @@ the head sensitivity of every pruned layer, held-out top classes, overlaps, timi
 from __future__ import annotations
 
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -21,15 +22,19 @@ from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.model.macs import macs_per_head
 from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE
-from headsteer.steer import study
+from headsteer.steer import fitted, study
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.baselines import MeanShift, mean_shift_curve, threshold_curve
+from headsteer.steer.fit_cache import FitCache
+from headsteer.steer.fit_data import FitSplit
 from headsteer.steer.heldout import top_classes_heldout
-from headsteer.steer.judge import Judging, judge_all
+from headsteer.steer.judge import Judging, judge_all, settings_record
 from headsteer.steer.latent_effects import head_effects
+from headsteer.steer.practitioner import OnTest
 from headsteer.steer.reach import ReachSettings
+from headsteer.steer.readout import readout_record
 from headsteer.steer.sensitivity import FLOOR_PTS, layer_sensitivity
-from headsteer.steer.stats import IndexSets, index_sets, latent_frequencies
+from headsteer.steer.stats import IndexSets, latent_sets
 from headsteer.steer.summary import curves, per_class_cis, random_band, set_overlaps, unsteered
 from headsteer.steer.sweep import Scorer, SweepGrid, SweepResult, run_sweep
 from headsteer.steer.tails import OutcomeCache, make_tail
@@ -38,43 +43,18 @@ from headsteer.steer.uncertainty import Bootstrap
 class_conditioned = IndexSets.class_conditioned
 
 
-def latent_sets(
-    cfg: RunConfig, sae: TopKSAE, train: Activations, C: int, path: Path, custom: dict[str, list[int]]
-) -> IndexSets:
-    """Latent frequencies and index sets from the TRAIN split (plus the `custom` sets), saved to `path`."""
-    sc, device = cfg.steer, sae.W_dec.device
-    with torch.inference_mode():
-        active = torch.cat([(sae.encode(xb.to(device)) > 0).cpu() for xb in train.cls.split(sc.batch_size)])
-    freqs = latent_frequencies(active, train.labels, C)
-    sets = index_sets(freqs, sc.set_size or sae.k, cfg.seed, sc.min_class_freq, sc.random_draws)
-    for name, ids in custom.items():  # ids < d_sae: checked up front (model.configured.check_up_front)
-        sets.custom[name] = torch.tensor(ids, dtype=torch.long)
-    write_tensors(
-        path,
-        {
-            "freq_per_class": freqs.per_class,
-            "freq_overall": freqs.overall,
-            "set_per_class": sets.per_class,
-            "set_global": sets.global_,
-            "set_random": sets.random.clone(),
-            "set_random_draws": sets.random_draws,
-            "set_per_class_specific": sets.per_class_specific,
-            **{f"set_custom.{name}": ids for name, ids in sets.custom.items()},
-        },
-    )
-    return sets
-
-
-def captured_tokens(cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, T, d) tokens entering `layer` over the test images (or the rows given), on the CPU."""
+def captured_tokens(
+    cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Tensor | None = None, split: str = "test"
+) -> torch.Tensor:
+    """(N, T, d) tokens entering `layer` over the images of `split` (or its rows given), on the CPU."""
     device = next(pm.model.parameters()).device
-    test = pm.data.test
-    split = test if rows is None else type(test)(test.images[rows], test.labels[rows])
+    whole = getattr(pm.data, split)
+    part = whole if rows is None else type(whole)(whole.images[rows], whole.labels[rows])
     with torch.inference_mode():
         return torch.cat(
             [
                 pm.model(pm.test_tf(images).to(device), capture=(layer,)).captured[layer].cpu()
-                for images, _ in iterate(split, cfg.prune.eval_batch_size)
+                for images, _ in iterate(part, cfg.prune.eval_batch_size)
             ]
         )
 
@@ -129,9 +109,9 @@ def baselines(
     return threshold, mean_shift
 
 
-def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base: tuple, boot: Bootstrap) -> dict:
+def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base: tuple, j: Judging) -> dict:
     """Curves with CIs, the random band, the verdicts, held-out top classes (all from per-image scores)."""
-    sc = cfg.steer
+    sc, boot = cfg.steer, j.boot
     threshold, mean_shift = base
     out = {
         "curves": curves(res, sc.mode, boot),
@@ -140,15 +120,43 @@ def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base:
         "random_band": random_band(res, sc.mode),
         "threshold": threshold.summary(),
         "mean_shift": {s: c.summary() for s, c in mean_shift.items()},
-        "verdicts": judge_all(
-            res, Judging(boot, threshold, mean_shift, sc.stake_floor_pts, sc.low_usage_loss_pts), class_conditioned
-        ),
+        "verdicts": judge_all(res, j, class_conditioned),
         "top_alpha": sc.top_alpha,
     }
     for source, key in (("true", "top_classes"), ("predicted", "top_classes_predicted")):
         held = top_classes_heldout(res, test, classes, boot, sc.top_alpha, sc.top_n, cfg.seed, sc.mode, source=source)
         out[key], out[f"{key}_table"] = held["classes"], held
     return out
+
+
+def fit_context(cfg: RunConfig, pm: PrunedModel, layer: int, data: tuple, scorer: Scorer, base, boot, folder):
+    """The training rows every rival and learned strength is fitted on, and what scoring them on test needs."""
+    sc, device = cfg.steer, next(pm.model.parameters()).device
+    train, test = data
+    rows = seeded_subset(len(train), sc.fit_images, cfg.seed + 41)
+    rows = torch.arange(len(train)) if rows is None else rows
+    tokens = captured_tokens(cfg, pm, layer, rows, split="train")
+    split = FitSplit.build(
+        train, rows, OutcomeCache(make_tail(pm.model, layer, [tokens]), sc.batch_size), sc.fit_holdout, cfg.seed + 43
+    )
+    decide = pm.model.decisions[str(layer)]
+    side = OnTest(decide, test.cls.to(device), {"true": test.labels, "predicted": test.predictions}, scorer)
+    settings = fitted.fit_settings(sc, cfg.seed)
+    grid = fitted.targets(decide, split, sc.rival_targets)
+    cache = FitCache(
+        folder,
+        {
+            "fit": asdict(settings),
+            "targets": grid,
+            "rows": rows.numel(),
+            "path": sc.learned_path,
+            "l1": sc.learned_l1,
+            "refit_steps": sc.learned_refit_steps,
+        },  # fmt: skip
+    )
+    return fitted.FitContext(
+        decide, split, side, base[0], boot, pm.data.classes, settings, cache, sc.label_sources, grid
+    )
 
 
 def write_sweep(folder: Path, res: SweepResult, classes: list[str]) -> None:
@@ -204,7 +212,9 @@ def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path
     for layer in layers:
         sae = TopKSAE.of_run(cfg.out, layer, expected_d_in=pm.model.embed_dim).to(device).eval()
         train, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
-        sets = latent_sets(cfg, sae, train, len(pm.data.classes), folder / f"latents_layer_{layer}.safetensors", {})
+        sets = latent_sets(
+            sc, cfg.seed, sae, train, len(pm.data.classes), folder / f"latents_layer_{layer}.safetensors", {}
+        )
         rows = seeded_subset(len(test), sc.study_images, cfg.seed + 29)
         tokens = captured_tokens(cfg, pm, layer, rows)
         out[layer] = study.study_layer(pm.model, layer, sae, sets, test.take(rows), tokens, sc, cfg.seed)
@@ -213,12 +223,12 @@ def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path
 
 
 def headline_layer(cfg: RunConfig, pm: PrunedModel, layer: int, folder: Path) -> tuple[dict, OutcomeCache, Activations]:
-    """The headline layer's sweep (every mode, label source and strategy, with reach), baselines and
-    analyses; returns (metrics, the layer's outcome cache, its test activations)."""
+    """The headline layer's sweep (every mode, label source and strategy, with reach), baselines, rivals, learned
+    strengths and analyses; returns (metrics, the layer's outcome cache, its test activations)."""
     sc, device, classes = cfg.steer, next(pm.model.parameters()).device, pm.data.classes
     sae = TopKSAE.of_run(cfg.out, layer, expected_d_in=pm.model.embed_dim).to(device).eval()
     train, test = load_split(cfg.out, "train", layer), load_split(cfg.out, "test", layer)
-    sets = latent_sets(cfg, sae, train, len(classes), folder / "latents.safetensors", sc.custom_sets)
+    sets = latent_sets(sc, cfg.seed, sae, train, len(classes), folder / "latents.safetensors", sc.custom_sets)
     t0 = time.time()
     cache = OutcomeCache(make_tail(pm.model, layer, [captured_tokens(cfg, pm, layer)]), sc.batch_size)
     scorer = Scorer(cache, test, layer, pm.model.pruned_layers)
@@ -228,6 +238,7 @@ def headline_layer(cfg: RunConfig, pm: PrunedModel, layer: int, folder: Path) ->
     sweep_seconds, t0 = time.time() - t0, time.time()
     write_sweep(folder, res, classes)
     base = baselines(cfg, pm, scorer, test, train, grid.alphas)
+    boot = Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)
     metrics = {
         "layer": layer,
         "mode": sc.mode,
@@ -236,33 +247,32 @@ def headline_layer(cfg: RunConfig, pm: PrunedModel, layer: int, folder: Path) ->
         "classes": classes,
         "tail": type(cache.tail).__name__,
         "baseline": unsteered(test.predictions, test.labels, test.masks[:, layer], len(classes)),
-        "judging": judging(sc),
-        **analyses(cfg, res, test, classes, base, Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)),
-        "attention_macs_per_head": macs_per_head(pm.model),
-        "num_layers": pm.model.depth,
+        "judging": settings_record(sc),
     }
+    t1 = time.time()
+    ctx = fit_context(cfg, pm, layer, (train, test), scorer, base, boot, folder)
+    fits, j, rsae = fitted.fit_all(sc, cfg.seed, ctx, sae, train, base, metrics["baseline"]["accuracy"])
+    fit_seconds = time.time() - t1
+    metrics.update(analyses(cfg, res, test, classes, base, j))
+    metrics["attention_macs_per_head"], metrics["num_layers"] = macs_per_head(pm.model), pm.model.depth
     metrics["overlap"], metrics["class_overlap"] = set_overlaps(sets, classes)
+    if rsae is not None:
+        path, C = folder / "latents_untrained.safetensors", len(classes)
+        metrics["untrained_sae"] = fitted.untrained_frequency_sets(
+            sc, cfg.seed, pm.model, rsae, (train, test), C, scorer, j, path
+        )
     metrics["timing"] = {
         "sweep_seconds": round(sweep_seconds, 2),
-        "analysis_seconds": round(time.time() - t0, 2),
+        "analysis_seconds": round(time.time() - t0 - fit_seconds, 2),
+        "fit_seconds": round(fit_seconds, 2),
         "points": res.accuracy.numel(),
         "reach_points": sum(len(r.alphas) for r in res.reaches.values()),
     }
     t0 = time.time()
     metrics["head_effect"] = latent_head_effects(cfg, pm, sae, layer, test, folder)
+    metrics["gate_readout"] = readout_record(ctx, sae, sets, sc.alpha_max, folder / "latents.safetensors")
     metrics["timing"]["head_effect_seconds"] = round(time.time() - t0, 2)
-    return metrics, cache, test
-
-
-def judging(sc) -> dict:
-    """The settings behind every call (results.json `judging`)."""
-    reach = {"factor": sc.reach_factor, "tol": sc.reach_tol, "cap": sc.reach_cap} if sc.reach else None
-    return {
-        "bootstrap": sc.bootstrap,
-        "stake_floor_pts": sc.stake_floor_pts,
-        "low_usage_loss_pts": sc.low_usage_loss_pts,
-        "reach": reach,
-    }
+    return {**metrics, **fits}, cache, test
 
 
 def run(cfg: RunConfig, folder: Path) -> dict:

@@ -9,13 +9,15 @@ the unsteered accuracy, a second threshold comparison restricted to that low-usa
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import torch
 
 from headsteer.steer.baselines import Curve
+from headsteer.steer.practitioner import applies
 from headsteer.steer.reach import summarize
+from headsteer.steer.rival_judge import against, share_of_gain
 from headsteer.steer.sweep import SweepResult
 from headsteer.steer.uncertainty import Bootstrap
 from headsteer.steer.verdict import compare, low_usage_limit
@@ -34,6 +36,10 @@ class Judging:
     """steer.stake_floor_pts."""
     low_loss_pts: float
     """steer.low_usage_loss_pts."""
+    rivals: dict[str, Curve] = field(default_factory=dict)
+    """Fitted rivals on test (`practitioner.rival_curves`); every strategy is also judged against these."""
+    gate: dict | None = None
+    """The retrained gate's frontier record (`rival_judge.frontier`), for the share of its gain; None without it."""
 
     def reference(self, curve: Curve) -> tuple[float, float]:
         """(usage, accuracy) of a baseline's knob-0 point, the unsteered model."""
@@ -55,13 +61,29 @@ def _pts(curve: Curve) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def judge_cell(res: SweepResult, ix: tuple[int, int, int], j: Judging, class_conditioned: bool) -> dict:
-    """{reach, vs_threshold, vs_mean_shift, low_usage} of one (mode, source, strategy) cell."""
+    """{reach, vs_threshold, vs_mean_shift, low_usage, vs_rivals, share_of_gain} of one (mode, source, strategy)
+    cell."""
     pts = res.points(ix)
-    correct, usage = pts.correct, pts.usage
-    source = res.grid.label_sources[ix[1]]
+    reach = summarize(pts.alphas, pts.correct, pts.usage, pts.usage_overall, pts.saturated, j.boot)
+    return judge_points(pts.correct, pts.usage, reach, res.grid.label_sources[ix[1]], class_conditioned, j)
+
+
+def judge_curve(curve: Curve, j: Judging, source: str, class_conditioned: bool, ref: torch.Tensor) -> dict:
+    """judge_cell's record for a fitted strategy's curve (knob: target usage); ref (N,): per-image correctness
+    of the unsteered reconstruction, which its reach's changes are measured against."""
+    correct, usage = curve.sample_correct.T, curve.sample_usage.T
+    overall = curve.sample_usage_overall.float().mean(1).tolist()
+    reach = summarize(curve.values, correct, usage, overall, {}, j.boot, ref=ref)
+    return judge_points(correct, usage, reach, source, class_conditioned, j)
+
+
+def judge_points(
+    correct: torch.Tensor, usage: torch.Tensor, reach: dict, source: str, class_conditioned: bool, j: Judging
+) -> dict:
+    """The record of a strategy's points, correct and usage (N, P), given its reach."""
     thr_ref = j.reference(j.threshold)[1]
     record = {
-        "reach": summarize(pts.alphas, correct, usage, pts.usage_overall, pts.saturated, j.boot),
+        "reach": reach,
         "vs_threshold": compare(j.boot, (correct, usage), _pts(j.threshold), thr_ref, j.floor_pts).as_dict(),
         "vs_mean_shift": None,
         "low_usage": None,
@@ -71,9 +93,15 @@ def judge_cell(res: SweepResult, ix: tuple[int, int, int], j: Judging, class_con
         ms_ref = j.reference(ms)[1]
         record["vs_mean_shift"] = compare(j.boot, (correct, usage), _pts(ms), ms_ref, j.floor_pts).as_dict()
     limit = j.low_usage_limit
-    if limit is not None and record["reach"]["min_usage"]["usage"] < limit:
+    if limit is not None and reach["min_usage"]["usage"] < limit:
         low = compare(j.boot, (correct, usage), _pts(j.threshold), thr_ref, j.floor_pts, within=(0.0, limit))
         record["low_usage"] = {"usage_limit": limit, "loss_pts": j.low_loss_pts, "vs_threshold": low.as_dict()}
+    rivals = {n: c for n, c in j.rivals.items() if applies(n, source, class_conditioned)}
+    if rivals:
+        record["vs_rivals"] = against(j.boot, (correct, usage), rivals, thr_ref, j.floor_pts)
+    if j.gate is not None:
+        gate = j.rivals["retrained_gate"]
+        record["share_of_gain"] = share_of_gain(j.boot, (correct, usage), j.gate, gate, j.threshold)
     return record
 
 
@@ -94,3 +122,14 @@ def judge_all(res: SweepResult, j: Judging, class_conditioned) -> dict:
                         shared[key] = record
                 out[mode][source][strategy] = record if key is None else shared[key]
     return out
+
+
+def settings_record(sc) -> dict:
+    """The settings behind every call (results.json `judging`)."""
+    reach = {"factor": sc.reach_factor, "tol": sc.reach_tol, "cap": sc.reach_cap} if sc.reach else None
+    return {
+        "bootstrap": sc.bootstrap,
+        "stake_floor_pts": sc.stake_floor_pts,
+        "low_usage_loss_pts": sc.low_usage_loss_pts,
+        "reach": reach,
+    }

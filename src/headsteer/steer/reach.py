@@ -95,15 +95,17 @@ def summarize(
     overall: list[float],
     saturated: dict[str, bool],
     boot: Bootstrap,
+    ref: torch.Tensor | None = None,
 ) -> dict:
     """The reach of one strategy over all its points (grid and walk): where usage is lowest and highest,
     with the accuracy there and its CIs (the change is against alpha = 0, paired over images), and every
     point's mean usage (steered layer and overall) and accuracy, by alpha.
 
     alphas (P,), per-image correct and usage (N, P), mean usage over all pruned layers `overall` (P,);
-    alpha = 0 must be among the alphas."""
+    ref (N,): the per-image correctness changes are measured against (default: the alpha = 0 point, which
+    must then be among the alphas)."""
     means = usage.float().mean(0)  # (P,)
-    ref = correct[:, alphas.index(0.0)]
+    ref = correct[:, alphas.index(0.0)] if ref is None else ref
     lo, hi = int(means.argmin()), int(means.argmax())
     order = sorted(range(len(alphas)), key=lambda p: alphas[p])
     return {

@@ -2,10 +2,11 @@
 
 Before steering a layer, this says how much room there is: when dropping every head of the layer moves
 accuracy by under a point, a steering effect on accuracy there is hard to tell from noise. It is not a
-bound (accuracy is not monotone in the heads kept); for H <= 8 the steered layer also gets the oracle
-bounds over all 2^H head patterns: the share of images that some pattern gets right (no per-image
-choice of heads can do better) and the share that every pattern gets right (none can do worse). The
-other layers keep deciding for themselves (on the changed stream), as they do under steering.
+bound (accuracy is not monotone in the heads kept); for H <= 8 the steered layer also gets counts over
+all 2^H head patterns: the share of images that some pattern gets right and the share that every pattern
+gets right. They peek at the label, so they bound nothing a policy can reach (often most images are
+right with no head at all); the rivals fitted on training images (`rivals`) are the realisable reference.
+The other layers keep deciding for themselves (on the changed stream), as they do under steering.
 """
 
 from __future__ import annotations

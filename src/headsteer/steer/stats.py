@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
 from headsteer.classwise import class_mean
+from headsteer.io import write_tensors
 
 STRATEGIES = ("per_class", "global", "random", "per_class_specific")
 
@@ -125,3 +127,29 @@ def class_overlap(sets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     size = m.sum(1)
     union = size[:, None] + size[None, :] - inter
     return inter / union.clamp(min=1), inter / size[:, None].clamp(min=1)
+
+
+def latent_sets(sc, seed: int, sae, train, C: int, path: Path, custom: dict[str, list[int]]) -> IndexSets:
+    """Latent frequencies and index sets from the TRAIN `Activations` (plus the `custom` sets) for steer config
+    `sc`, saved to `path`."""
+    device = sae.W_dec.device
+    with torch.inference_mode():
+        active = torch.cat([(sae.encode(xb.to(device)) > 0).cpu() for xb in train.cls.split(sc.batch_size)])
+    freqs = latent_frequencies(active, train.labels, C)
+    sets = index_sets(freqs, sc.set_size or sae.k, seed, sc.min_class_freq, sc.random_draws)
+    for name, ids in custom.items():  # ids < d_sae: checked up front (model.configured.check_up_front)
+        sets.custom[name] = torch.tensor(ids, dtype=torch.long)
+    write_tensors(
+        path,
+        {
+            "freq_per_class": freqs.per_class,
+            "freq_overall": freqs.overall,
+            "set_per_class": sets.per_class,
+            "set_global": sets.global_,
+            "set_random": sets.random.clone(),
+            "set_random_draws": sets.random_draws,
+            "set_per_class_specific": sets.per_class_specific,
+            **{f"set_custom.{name}": ids for name, ids in sets.custom.items()},
+        },
+    )
+    return sets

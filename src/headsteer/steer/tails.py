@@ -16,6 +16,7 @@ pattern) it meets and answers every later point by lookup. Two tails run the net
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -48,6 +49,10 @@ class FinalBlockTail:
     @torch.inference_mode()
     def logits(self, mask: torch.Tensor, idx) -> torch.Tensor:
         """Class logits (b, C) of samples `idx` (slice or index tensor) when layer l keeps heads `mask` (b, H)."""
+        return self.differentiable_logits(mask, idx)
+
+    def differentiable_logits(self, mask: torch.Tensor, idx) -> torch.Tensor:
+        """`logits` under autograd (a soft mask's gradient; see `trainable`)."""
         blk = self.model.vit.blocks[self.layer]
         y = self.cls[idx] + blk.drop_path1(blk.ls1(blk.attn.project(self.head_out[idx], mask)))  # (b, 1, d)
         return self.model.head_logits(block_mlp(blk, y))
@@ -78,11 +83,28 @@ class GeneralTail:
     @torch.inference_mode()
     def run_masked(self, mask: torch.Tensor, idx) -> tuple[torch.Tensor, torch.Tensor]:
         """(logits (b, C), heads kept in pruned layers after l (b,)) with layer l keeping `mask` (b, H)."""
-        blk = self.model.vit.blocks[self.layer]
-        y = self.tokens[idx] + blk.drop_path1(blk.ls1(blk.attn.project(self.head_out[idx], mask)))  # (b, T, d)
-        out = self.model.forward_from(block_mlp(blk, y), self.layer + 1, cls_only_last=self.model.cls_pooled)
+        out = self._forward(mask, idx)
         after = [i for i in self.model.pruned_layers if i > self.layer]
         return out.logits, out.masks[:, after].sum(dim=(1, 2)).long().cpu()
+
+    def differentiable_logits(self, mask: torch.Tensor, idx) -> torch.Tensor:
+        """Class logits (b, C) under autograd (a soft mask's gradient; see `trainable`)."""
+        return self._forward(mask, idx).logits
+
+    def _forward(self, mask: torch.Tensor, idx):
+        blk = self.model.vit.blocks[self.layer]
+        y = self.tokens[idx] + blk.drop_path1(blk.ls1(blk.attn.project(self.head_out[idx], mask)))  # (b, T, d)
+        return self.model.forward_from(block_mlp(blk, y), self.layer + 1, cls_only_last=self.model.cls_pooled)
+
+
+def trainable(tail):
+    """A copy of `tail` whose cached tensors are ordinary ones (the cache holds inference tensors, which
+    autograd may not save), for fits that backpropagate through the frozen network after the mask."""
+    out = copy.copy(tail)
+    for name in ("head_out", "cls", "tokens"):
+        if hasattr(tail, name):
+            setattr(out, name, getattr(tail, name).clone())
+    return out
 
 
 def make_tail(model: AdaViT, layer: int, token_batches: Iterable[torch.Tensor]):

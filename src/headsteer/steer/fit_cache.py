@@ -1,0 +1,50 @@
+"""Fitted policies kept in the steer folder, one file per family (a rival, a learned variant), so a steer stage
+stopped midway refits only the families it had not finished. The files end in `checkpoint.safetensors`, which
+the stage runner keeps when a finished stage is redone with the same config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from headsteer.errors import HeadsteerError
+from headsteer.io import json_text, read_tensors_and_metadata, write_tensors
+
+Entry = tuple[dict[str, torch.Tensor], dict]
+"""(tensors, JSON-able record) of one fitted policy."""
+
+
+class FitCache:
+    """`folder/fits/<family>.checkpoint.safetensors`, valid only for the `settings` it was written with."""
+
+    def __init__(self, folder: Path, settings: dict):
+        self.folder, self.settings = Path(folder) / "fits", json.loads(json_text(settings, folder))
+
+    def path(self, family: str) -> Path:
+        return self.folder / f"{family}.checkpoint.safetensors"
+
+    def load(self, family: str) -> list[Entry] | None:
+        """The family's entries, or None when absent, unreadable or written with other settings."""
+        path = self.path(family)
+        if not path.is_file():
+            return None
+        try:
+            tensors, meta = read_tensors_and_metadata(path)
+            doc = json.loads(meta["headsteer"])
+        except (HeadsteerError, KeyError, ValueError):
+            return None
+        if doc.get("settings") != self.settings:
+            return None
+        out = []
+        for i, record in enumerate(doc["records"]):
+            prefix = f"{i}."
+            out.append(({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, record))
+        return out
+
+    def save(self, family: str, entries: list[Entry]) -> None:
+        tensors = {f"{i}.{k}": v for i, (ts, _) in enumerate(entries) for k, v in ts.items()}
+        doc = {"settings": self.settings, "records": [record for _, record in entries]}
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_tensors(self.path(family), tensors, {"headsteer": json_text(doc, self.path(family), indent=None)})
