@@ -171,3 +171,29 @@ def test_fit_cache_round_trip_and_other_settings(tmp_path):
     assert FitCache(tmp_path, {"steps": 4}).load("per_head_threshold") is None
     assert cache.load("retrained_gate") is None
     assert np.isfinite(ts["shifts"].numpy()).all()
+
+
+def test_more_than_eight_heads_fit_with_gumbel_sigmoid_through_the_frozen_tail():
+    """With 10 heads the 2^H table is not built: the gate is fitted with Gumbel-Sigmoid masks through the
+    network after the mask (the prune stage's loss), and its usage on the fit rows lands near each target, while
+    the network itself is not changed."""
+    from headsteer.config import ModelConfig
+    from headsteer.model import build_model
+    from headsteer.steer.tails import make_tail
+
+    torch.manual_seed(0)
+    model = build_model(ModelConfig(img_size=28, patch_size=7, embed_dim=40, depth=2, num_heads=10), 10, 1).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    images = torch.rand(120, 1, 28, 28)
+    with torch.no_grad():
+        tokens = model(images, capture=(1,)).captured[1]
+        labels = model(images).logits.argmax(1)  # the model's own answers: learnable
+    rows = Rows(tokens[:, 0])
+    rows.labels = labels
+    split = FitSplit.build(rows, torch.arange(120), OutcomeCache(make_tail(model, 1, [tokens])), 0.25, 0)
+    assert split.table is None
+    policies = fit_gates(model.decisions["1"], split, [0.2, 0.8], FitSettings(steps=60, lr=0.05, usage_weight=5.0))
+    usage = [p.record["usage"] for p in policies]
+    assert policies[0].record["objective"] == "gumbel"
+    assert abs(usage[0] - 0.2) < 0.15 and abs(usage[1] - 0.8) < 0.15, usage
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -9,7 +9,8 @@ sigmoid(a_h) while fitting; the deterministic gate (a_h > 0) is what gets judged
   Full batch, Adam; no sampling noise, so a fit repeats bitwise. Images that every pattern gets right, or
   none, do not depend on the logits and are left out of the sum.
 - More heads: masks drawn by Gumbel-Sigmoid with a straight-through gradient, through the frozen network
-  after the mask, with the prune stage's loss: cross-entropy + w |usage - t| (seeded minibatches).
+  after the mask, with the prune stage's loss: cross-entropy + w |usage - t|, the usage that of the noise-free
+  gate (the prune stage's `usage_on: deterministic`), seeded minibatches.
 """
 
 from __future__ import annotations
@@ -159,11 +160,13 @@ def _gumbel_step(split: FitSplit, s: FitSettings):
 
     def step(logits_fn, rows, goal: torch.Tensor, s: FitSettings) -> torch.Tensor:
         batch = rows[torch.randperm(rows.numel(), generator=g)[: s.batch_size]]
-        mask = gumbel_sigmoid_mask(logits_fn(batch), s.tau)  # (T, b, H), 0/1 with a straight-through gradient
+        a = logits_fn(batch)  # (T, b, H)
+        mask = gumbel_sigmoid_mask(a, s.tau)  # 0/1 with a straight-through gradient
         T, b, H = mask.shape
         with frozen(tail.model):
             logits = tail.differentiable_logits(mask.reshape(T * b, H), batch.repeat(T).to(mask.device))
         ce = F.cross_entropy(logits, split.labels[batch].repeat(T).to(logits.device), reduction="none")
-        return (ce.view(T, b).mean(1) + s.usage_weight * (mask.mean(dim=(1, 2)) - goal).abs()).sum()
+        usage = deterministic_mask(a, s.tau).mean(dim=(1, 2))  # the noise-free gate's usage (prune: usage_on)
+        return (ce.view(T, b).mean(1) + s.usage_weight * (usage - goal).abs()).sum()
 
     return step
