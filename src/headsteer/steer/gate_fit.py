@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from headsteer.model import deterministic_mask, gumbel_sigmoid_mask
 from headsteer.steer.fit_data import FitSplit, pattern_bits
+from headsteer.steer.holdout import BestSteps, HoldoutCheck
 from headsteer.steer.tails import trainable
 
 
@@ -43,6 +44,8 @@ class FitSettings:
     """Minibatch of the Gumbel-Sigmoid fits (more than MAX_EXACT_HEADS heads only)."""
     seed: int = 0
     """Seeds the Gumbel-Sigmoid fits' minibatches and noise."""
+    check_every: int = 25
+    """Steps between held-out checks (fits given a `holdout.HoldoutCheck` keep their best checked step)."""
 
 
 @dataclass
@@ -54,7 +57,9 @@ class FitRecord:
     objective: str
     """'exact' (expected accuracy over every head pattern) or 'gumbel'."""
     steps: int
-    """Optimizer steps taken."""
+    """Optimizer steps run."""
+    step: int
+    """The step whose parameters were kept (the best held-out check near the target; `steps` without checks)."""
     accuracy: float
     """Accuracy on the fit rows."""
     usage: float
@@ -96,35 +101,42 @@ def fit(
     targets: list[float],
     s: FitSettings,
     penalty: Callable[[], torch.Tensor] | None = None,
+    check: HoldoutCheck | None = None,
 ) -> list[FitRecord]:
     """Fit T policies at once, one per target usage: `logits_fn(rows) -> (T, r, H)` gives each policy's logits
-    of fit rows `rows`; `params` (leaf tensors) hold all T policies, which share no parameter, so the summed
-    loss fits each to its own target. `penalty()` is added to the loss (e.g. an L1 term)."""
+    of fit rows `rows`; `params` (leaf tensors, leading dim T) hold all T policies, which share no parameter, so
+    the summed loss fits each to its own target. `penalty()` is added to the loss (e.g. an L1 term). With
+    `check`, every `s.check_every` steps the held-out rows score each policy, and each keeps its best step."""
     rows = (~split.holdout).nonzero().squeeze(1)
     opt = torch.optim.Adam(params, lr=s.lr)
     goal = torch.tensor(targets, device=params[0].device)
     step = _exact_step(split, rows, params[0].device) if split.table is not None else _gumbel_step(split, s)
+    best = BestSteps(params, targets) if check is not None else None
     with torch.random.fork_rng(devices=[]):  # the Gumbel noise is seeded; the caller's generator is untouched
         torch.manual_seed(s.seed)
-        for _ in range(s.steps):
+        for i in range(1, s.steps + 1):
             opt.zero_grad(set_to_none=True)
             loss = step(logits_fn, rows, goal, s)
             if penalty is not None:
                 loss = loss + penalty()
             loss.backward()
             opt.step()
-    return records(logits_fn, split, rows, targets, s)
+            if best is not None and (i % s.check_every == 0 or i == s.steps):
+                with torch.no_grad():
+                    best.check(i, check.scores(deterministic_mask(logits_fn(check.rows))))
+    kept = best.restore(s.steps) if best is not None else [s.steps] * len(targets)
+    return records(logits_fn, split, rows, targets, s, kept)
 
 
-def records(logits_fn, split: FitSplit, rows: torch.Tensor, targets: list[float], s: FitSettings) -> list[FitRecord]:
-    """Each policy's accuracy and usage on the rows `rows` of the split (deterministic gate)."""
+def records(logits_fn, split: FitSplit, rows, targets: list[float], s: FitSettings, kept: list[int]) -> list[FitRecord]:
+    """Each policy's accuracy and usage on the rows `rows` of the split (deterministic gate); kept: its step."""
     objective = "exact" if split.table is not None else "gumbel"
     with torch.no_grad():
         masks = deterministic_mask(logits_fn(rows)).cpu()  # (T, r, H)
     out = []
     for t, target in enumerate(targets):
         right = split.correct(_scatter_rows(masks[t], rows, len(split)))[rows]
-        out.append(FitRecord(target, objective, s.steps, right.mean().item(), masks[t].mean().item()))
+        out.append(FitRecord(target, objective, s.steps, kept[t], right.mean().item(), masks[t].mean().item()))
     return out
 
 

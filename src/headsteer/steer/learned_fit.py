@@ -14,14 +14,13 @@ import math
 from dataclasses import dataclass, field
 from functools import cached_property
 
-import numpy as np
 import torch
 
 from headsteer.model import deterministic_mask
 from headsteer.steer.fit_data import FitSplit
 from headsteer.steer.gate_fit import FitSettings, fit, frozen
+from headsteer.steer.holdout import USAGE_TOL, HoldoutCheck
 from headsteer.steer.learned import Codes, FreePairs, Strengths, top_allowed
-from headsteer.steer.verdict import curve_at
 
 ALL = 0
 """The path's m for the unrestricted fit (every latent free)."""
@@ -85,33 +84,22 @@ class LearnedProblem:
         return logits
 
     @cached_property
-    def holdout_threshold(self) -> tuple[np.ndarray, np.ndarray]:
-        """(usage, accuracy) of the single threshold on the held-out rows."""
-        u, a = self.split.threshold_points(self.decide, self.split.holdout.nonzero().squeeze(1))
-        return np.array(u), np.array(a)
-
-    def holdout(self, st: Strengths) -> list[tuple[float, float, float]]:
-        """(accuracy, usage, gain over the threshold at that usage) on the held-out rows, per policy of `st`."""
-        rows = self.split.holdout.nonzero().squeeze(1)
-        with torch.no_grad():
-            masks = deterministic_mask(self.logits_fn(st)(rows)).cpu()  # (B, h, H)
-        out = []
-        for m in masks:
-            acc, usage = self.split.correct_rows(m, rows).mean().item(), m.mean().item()
-            out.append((acc, usage, acc - float(curve_at(*self.holdout_threshold, np.array([usage]))[0])))
-        return out
+    def check(self) -> HoldoutCheck:
+        return HoldoutCheck(self.split, self.decide)
 
     def run(self, targets: list[float], s: FitSettings, l1: float, allowed=None, init=None) -> list[PathPoint]:
         """One fit per target, all together; `allowed`, `init`: (B, R, d_sae) with B = len(targets)."""
         st = Strengths((len(targets), self.rows, self.sae.d_sae), self.push, allowed, init).to(self.codes.values.device)
         penalty = (lambda: l1 * st.l1()) if l1 > 0 else None
         with frozen(self.decide):
-            recs = fit(self.logits_fn(st), [st.beta], self.split, targets, s, penalty)
+            recs = fit(self.logits_fn(st), [st.beta], self.split, targets, s, penalty, self.check)
+            with torch.no_grad():
+                held = self.check.scores(deterministic_mask(self.logits_fn(st)(self.check.rows)))
         alpha = st.alpha().detach().cpu()
         free = [ALL] * len(targets) if allowed is None else allowed.sum(-1).amax(-1).tolist()
         return [
             PathPoint(int(m), alpha[b], acc, usage, gain, rec.as_dict())
-            for b, (m, (acc, usage, gain), rec) in enumerate(zip(free, self.holdout(st), recs, strict=True))
+            for b, (m, (acc, usage, gain), rec) in enumerate(zip(free, held, recs, strict=True))
         ]
 
 
@@ -133,10 +121,6 @@ def sparsity_paths(
     short = s if refit_steps is None else dataclasses.replace(s, steps=refit_steps)
     refit = p.run(targets * len(path), short, 0.0, allowed.to(dev), init.to(dev))
     return [[full[t]] + [refit[mi * T + t] for mi in range(len(path))] for t in range(T)]
-
-
-USAGE_TOL = 0.05
-"""A path point stands for its target only if its held-out usage is within this of the target."""
 
 
 def choose(points: list[PathPoint], holdout_rows: int, target: float) -> PathPoint:

@@ -20,6 +20,7 @@ import torch
 from headsteer.steer.fit_data import FitSplit
 from headsteer.steer.gate_fit import FitRecord, FitSettings, fit
 from headsteer.steer.group_threshold import search
+from headsteer.steer.holdout import HoldoutCheck
 
 RIVALS = ("per_head_threshold", "retrained_gate", "class_threshold")
 """Rival names (`steer.rivals`); `class_threshold` is fitted once per label source."""
@@ -89,8 +90,15 @@ def fit_gates(decide: torch.nn.Module, split: FitSplit, targets: list[float], s:
 
     x = split.cls.to(next(decide.parameters()).device)
     logits = torch.func.vmap(one, in_dims=(0, 0, None))
+    check = HoldoutCheck(split, decide)
     recs: list[FitRecord] = fit(
-        lambda rows: logits(params, buffers, x[rows.to(x.device)]), list(params.values()), split, targets, s
+        lambda rows: logits(params, buffers, x[rows.to(x.device)]),
+        list(params.values()),
+        split,
+        targets,
+        s,
+        None,
+        check,
     )
     state = {**params, **buffers}
     return [
