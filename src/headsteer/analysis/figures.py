@@ -98,7 +98,12 @@ def head_patterns(top: list[dict], num_heads: int, path: Path) -> Path:
     """Paper Fig. 3: keep rate of each head (rows h0..) for the top classes, before and after steering."""
     if not top:
         fig, ax = plt.subplots(figsize=(4, 2))
-        ax.text(0.5, 0.5, "no per-class strategy in this sweep", ha="center")
+        ax.text(
+            0.5,
+            0.5,
+            "no top classes: no per-class strategy swept, or no class\nwith test images in both halves",
+            ha="center",
+        )
         ax.axis("off")
         return _save(fig, path)
     before = np.array([t["head_keep_before"] for t in top]).T  # (H, n)

@@ -16,6 +16,7 @@ from headsteer.analysis.report import write_html, write_markdown
 from headsteer.analysis.results import build_results, findings, verdict
 from headsteer.config import RunConfig
 from headsteer.data import load_dataset
+from headsteer.integrity import read_record
 from headsteer.io import git_sha, read_json, read_tensors, write_json
 from headsteer.model.build import model_name
 from headsteer.sae.topk import TopKSAE
@@ -198,7 +199,7 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     figures = make_figures(prune, steer, results, folder)
     z, ds = test_codes(cfg, steer["layer"]), load_dataset(cfg.data)
     cards = latent_cards(cfg, steer, folder, z, ds)
-    command = read_json(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
+    command = read_record(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
     meta = {"git_sha": git_sha(), "created": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     write_json(folder / "results.json", results)
     write_markdown(folder / "results.md", results, steer, top + lines, command)
