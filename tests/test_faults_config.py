@@ -213,13 +213,14 @@ def test_one_class_data_is_refused_before_training(tmp_path, capsys):
         "least one more class (for an image folder, another class folder in train/ and test/)"
     )
     assert not list((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
+    assert load_dataset(DataConfig(name="imagefolder", root=str(data))).classes == ["only"]  # it loads, for a look
     two = _folder(tmp_path / "two")
-    with pytest.raises(HeadsteerError) as exc:
-        load_dataset(DataConfig(name="imagefolder", root=str(two), train_limit=2))
-    assert str(exc.value) == (
-        f"the training images of data.root={two} (data.train_limit=2 keeps the first 2) are all of class 'a'; a "
-        "classifier needs at least two classes: raise or remove data.train_limit"
+    args = ["prune", SMOKE, "data.name=imagefolder", f"data.root={two}", "data.train_limit=2", f"out={tmp_path / 'r2'}"]
+    assert one_line_error(capsys, args) == (
+        f"headsteer: error: the training images of data.root={two} (data.train_limit=2 keeps the first 2) are all of "
+        "class 'a'; a classifier needs at least two classes: raise or remove data.train_limit"
     )
+    assert not (tmp_path / "r2" / "prune" / "checkpoint.safetensors").exists()
 
 
 # --------------------------------------------------------------------------------------------------

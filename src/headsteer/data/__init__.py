@@ -18,6 +18,7 @@ __all__ = [
     "ImageSplit",
     "BatchTransform",
     "batch_indices",
+    "check_classes",
     "data_fingerprint",
     "iterate",
     "load_dataset",
@@ -45,13 +46,13 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
         ds = load_cifar100(cfg.root, cfg.download)
     ds.train = ds.train.head(cfg.train_limit)
     ds.test = ds.test.head(cfg.test_limit)
-    check_classes(ds, cfg)
     return ds
 
 
 def check_classes(ds: ImageDataset, cfg: DataConfig) -> None:
     """Refuse data with fewer than two classes, or training images (as data.train_limit cuts them) of one
-    class alone: there is nothing to tell apart, and no per-class steering to compare."""
+    class alone, before a model is built on it: there is nothing to tell apart, and no per-class steering
+    to compare (such data still loads, for a look at it)."""
     where = f"data.root={cfg.root}" if cfg.root else f"data.name={cfg.name}"
     if len(ds.classes) < 2:
         held = f"one class ({ds.classes[0]!r})" if ds.classes else "no class"

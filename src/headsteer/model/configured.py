@@ -9,7 +9,7 @@ import timm
 import torch
 
 from headsteer.config import ExtractConfig, RunConfig
-from headsteer.data import BatchTransform, ImageDataset, load_dataset
+from headsteer.data import BatchTransform, ImageDataset, check_classes, load_dataset
 from headsteer.errors import HeadsteerError
 from headsteer.model.adavit import AdaViT
 from headsteer.model.build import build_model, load_weights, meta_model, normalization
@@ -38,6 +38,7 @@ class PrunedModel:
 
 def build_for(cfg: RunConfig, ds: ImageDataset, device: torch.device) -> ConfiguredModel:
     """The configured model on `device` (seeded init), and its train / eval batch transforms."""
+    check_classes(ds, cfg.data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, len(ds.classes), ds.in_chans).to(device)
     side = ds.native_size
