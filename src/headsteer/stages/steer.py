@@ -30,7 +30,7 @@ from headsteer.steer.latent_effects import head_effects
 from headsteer.steer.reach import ReachSettings
 from headsteer.steer.sensitivity import FLOOR_PTS, layer_sensitivity
 from headsteer.steer.stats import IndexSets, index_sets, latent_frequencies
-from headsteer.steer.summary import curves, per_class_cis, random_band, set_overlaps, unsteered
+from headsteer.steer.summary import curves, per_class_tables, random_band, set_overlaps, unsteered
 from headsteer.steer.sweep import Scorer, SweepGrid, SweepResult, run_sweep
 from headsteer.steer.tails import OutcomeCache, make_tail
 from headsteer.steer.uncertainty import Bootstrap
@@ -136,7 +136,6 @@ def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base:
     out = {
         "curves": curves(res, sc.mode, boot),
         "curves_by_mode": {m: curves(res, m) for m in res.grid.modes},
-        "per_class_ci": per_class_cis(res, sc.mode, boot, test.labels, len(classes)),
         "random_band": random_band(res, sc.mode),
         "threshold": threshold.summary(),
         "mean_shift": {s: c.summary() for s, c in mean_shift.items()},
@@ -228,6 +227,7 @@ def headline_layer(cfg: RunConfig, pm: PrunedModel, layer: int, folder: Path) ->
     sweep_seconds, t0 = time.time() - t0, time.time()
     write_sweep(folder, res, classes)
     base = baselines(cfg, pm, scorer, test, train, grid.alphas)
+    boot = Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)
     metrics = {
         "layer": layer,
         "mode": sc.mode,
@@ -237,11 +237,13 @@ def headline_layer(cfg: RunConfig, pm: PrunedModel, layer: int, folder: Path) ->
         "tail": type(cache.tail).__name__,
         "baseline": unsteered(test.predictions, test.labels, test.masks[:, layer], len(classes)),
         "judging": judging(sc),
-        **analyses(cfg, res, test, classes, base, Bootstrap.draw(len(test), sc.bootstrap, cfg.seed)),
+        **analyses(cfg, res, test, classes, base, boot),
         "attention_macs_per_head": macs_per_head(pm.model),
         "num_layers": pm.model.depth,
     }
-    metrics["overlap"], metrics["class_overlap"] = set_overlaps(sets, classes)
+    ov = set_overlaps(sets, classes)
+    metrics["overlap"], metrics["class_overlap"] = ov.means, {"top_pairs": ov.top_pairs}
+    write_tensors(folder / "per_class.safetensors", per_class_tables(res, sc.mode, boot, test.labels, ov))
     metrics["timing"] = {
         "sweep_seconds": round(sweep_seconds, 2),
         "analysis_seconds": round(time.time() - t0, 2),
