@@ -229,3 +229,17 @@ def test_per_class_cis_equal_a_naive_interval_per_class_and_alpha():
                 assert torch.allclose(got[li, si, k, a, c].double(), want, atol=1e-6), (li, si, k, a, c)
     assert got[1, 0, 0, 3].abs().sum() == 0 and got[..., 7, :].abs().sum() == 0
     assert got.abs().sum() > 0  # some class's change is uncertain: not zeros compared with zeros
+
+
+def test_distinct_columns_group_exactly_the_equal_ones():
+    from headsteer.steer.summary import _distinct_columns
+
+    g = torch.Generator().manual_seed(4)
+    kinds = torch.rand(50, 7, generator=g)
+    pick = torch.randint(0, 7, (40,), generator=g)
+    x = kinds[:, pick]  # (B, P) with repeats
+    x[:, 6] = x[:, 5]
+    x[0, 6] = torch.nextafter(x[0, 5], torch.tensor(2.0))  # one bit away from column 5: another kind
+    first, where = _distinct_columns(x)
+    assert torch.equal(x[:, first][:, where], x)  # every column is its kind's first column
+    assert len(first) == len({tuple(col.tolist()) for col in x.T}) and where[5] != where[6]  # no two kinds equal
