@@ -839,3 +839,16 @@ def test_the_interrupt_message_of_a_forced_stage_names_the_stage_command(tmp_pat
         "headsteer: interrupted (SIGTERM); run it again without --force (`headsteer steer c.yaml --out R`): steer "
         "restarts (it keeps no checkpoint)\n"
     )
+
+
+def test_a_finished_sae_layers_marker_of_another_shape_is_trained_again(pipeline, tmp_path, capsys):
+    """An unfinished sae stage reads each finished layer's metrics.json as its marker: one of another shape
+    (a list here) resumes that layer from its checkpoint instead of a TypeError."""
+    out = copy_run(pipeline, tmp_path)
+    marker = out / "sae" / "layer_1" / "metrics.json"
+    before = json.loads(marker.read_text())
+    (out / "sae" / "done.json").unlink()
+    marker.write_text("[1]")
+    assert main(argv("sae", pipeline, out)) == 0
+    assert "[sae] resuming after epoch 2" in capsys.readouterr().out
+    assert json.loads(marker.read_text())["mse"] == before["mse"]
