@@ -718,8 +718,8 @@ def test_a_stage_record_of_the_wrong_shape_is_one_line_naming_it(tmp_path, name,
     with pytest.raises(HeadsteerError) as exc:
         read_record(path)
     assert str(exc.value) == (
-        f"{path} {problem}: headsteer did not write it so; redo its stage (`headsteer run` with the run's config "
-        "redoes it and every later stage)"
+        f"{path} {problem}, not the record headsteer writes there; redo its stage (`headsteer run` with the run's "
+        "config redoes it and every later stage)"
     )
     good = {"config.json": {"config": {}, "inputs": {"prune": "ab"}}, "done.json": {"artifacts": {}}}[name]
     path.write_text(json.dumps(good))

@@ -55,8 +55,8 @@ def read_record(path: Path) -> dict:
     problem = record_problem(path.name, obj)
     if problem:
         raise HeadsteerError(
-            f"{path} {problem}: headsteer did not write it so; redo its stage (`headsteer run` with the run's config "
-            "redoes it and every later stage)"
+            f"{path} {problem}, not the record headsteer writes there; redo its stage (`headsteer run` with the run's "
+            "config redoes it and every later stage)"
         )
     return obj
 

@@ -55,8 +55,6 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     what = resume_hint(RUNNING["out"], RUNNING["stage"]) if RUNNING else "finished stages are kept"
     how = "run the same command again"
     if RUNNING.get("force"):  # --force again would start every stage it names over
-        how = (
-            f"run it again without --force (`{RUNNING['again']}`)" if RUNNING.get("again") else how + " without --force"
-        )
+        how = f"run it again without --force (`{RUNNING['again']}`)"
     print(f"headsteer: {name}; {how}: {what}", file=sys.stderr)
     return status
