@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--train", type=int, default=2000, help="training images at every C")
     p.add_argument("--test", type=int, default=1000, help="test images at every C")
     p.add_argument("--work", type=Path, help="keep the data and run folders here (default: a temp folder, removed)")
-    args = parse(p, argv, classes=[2, 64], train=64, test=64)  # 64 > figures.MATRIX_CLASSES: the pairs histogram
+    args = parse(p, argv, classes=[64], train=64, test=64)  # 64 > figures.MATRIX_CLASSES: the pairs histogram
     extra = QUICK if args.quick else []
     rows, files = [], {}
     with tempfile.TemporaryDirectory(prefix="bench_classes_") as tmp:

@@ -679,7 +679,8 @@ def test_a_class_missing_from_a_test_half_is_null_with_its_reason(tmp_path, caps
                     tmp_path / "data" / split / c / f"{i}.png"
                 )
     args = ["run", SMOKE, "data.name=imagefolder", f"data.root={tmp_path / 'data'}", "data.image_size=28", "seed=37"]
-    args += ["steer.bootstrap=100", "steer.random_draws=2", "sae.epochs=1", f"out={tmp_path / 'run'}"]
+    args += ["steer.bootstrap=100", "steer.random_draws=2", "steer.alpha_step=0.3", "steer.reach=false", "sae.epochs=1"]
+    args += [f"out={tmp_path / 'run'}"]
     assert main(args) == 0, capsys.readouterr().err
     held = json.loads((tmp_path / "run" / "steer" / "metrics.json").read_text())["top_classes_table"]
     assert [r["class"] for r in held["all_classes"]] == ["a", "b", "c"]
@@ -803,7 +804,8 @@ def test_sigterm_during_run_force_names_the_command_that_resumes(pipeline, tmp_p
     """Item 14: after a SIGTERM during `run --force ...` the message said "sae resumes at layer 1, epoch N",
     but the same command (with --force) starts over from prune. The command it names does resume."""
     out = copy_run(pipeline, tmp_path)
-    cmd = [sys.executable, "-m", "headsteer", *argv("run", pipeline, out, "sae.epochs=400", "threads=1"), "--force"]
+    quick = ["sae.epochs=400", "threads=1", "steer.alpha_step=0.5", "steer.reach=false", "steer.bootstrap=50"]
+    cmd = [sys.executable, "-m", "headsteer", *argv("run", pipeline, out, *quick), "--force"]
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     ckpt, deadline = out / "sae" / "layer_1" / "checkpoint.safetensors", time.time() + 300
@@ -814,9 +816,7 @@ def test_sigterm_during_run_force_names_the_command_that_resumes(pipeline, tmp_p
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143, err
     last = err.strip().splitlines()[-1]
-    again = (
-        f"headsteer run {SMOKE} data.root={pipeline.data.root} out={out} {' '.join(PIPELINE)} sae.epochs=400 threads=1"
-    )
+    again = f"headsteer run {SMOKE} data.root={pipeline.data.root} out={out} {' '.join(PIPELINE + quick)}"
     want = f"headsteer: interrupted (SIGTERM); run it again without --force (`{again}`): sae resumes at layer 1, epoch "
     assert last.startswith(want), err
     r = subprocess.run([sys.executable, "-m", "headsteer", *again.split()[1:]], capture_output=True, text=True, env=env)
