@@ -22,6 +22,7 @@ SCRIPTS = (
     "bench_sae_extract.py",
     "bench_threads.py",
     "bench_sae_train.py",
+    "bench_classes.py",
 )
 
 

@@ -192,3 +192,54 @@ def test_no_random_band_without_random_sets():
     sets = index_sets(latent_frequencies(sae.encode(test.cls) > 0, labels, 10), size=8, seed=0, random_draws=3)
     res = run_sweep(model, sae, scorer, test, sets, SweepGrid(["pre_topk"], ["true"], ["global"], [0.0, 1.0]), 16, 3)
     assert random_band(res, "pre_topk") is None
+
+
+def test_per_class_cis_equal_a_naive_interval_per_class_and_alpha():
+    """steer/per_class.safetensors' CIs: one interval per distinct column (many classes of few images share
+    most), against the resampled class means written out by hand for every (source, strategy, metric,
+    class, alpha)."""
+    from headsteer.steer.summary import per_class_cis
+
+    model, images, labels, test, scorer = _setup(2)
+    sae = _sae(48)
+    sets = index_sets(latent_frequencies(sae.encode(test.cls) > 0, labels, 10), size=8, seed=0)
+    grid = SweepGrid(["pre_topk"], ["true", "predicted"], ["per_class", "global"], [-1.0, 0.0, 0.5, 1.0])
+    res = run_sweep(model, sae, scorer, test, sets, grid, batch_size=16)
+    res.sample_correct[0, 1, 0, 3] = res.sample_correct[0, 1, 0, 1]  # a column equal to alpha 0's: CI [0, 0]
+    labels = labels.clone()
+    labels[labels == 7] = 6  # class 7 without test images: zeros
+    boot = Bootstrap.draw(40, 60, seed=3)
+    got = per_class_cis(res, "pre_topk", boot, labels, 10)  # (Ls, S, 2, A, C, 2)
+    assert got.shape == (2, 2, 2, 4, 10, 2)
+    q = torch.tensor([0.025, 0.975], dtype=torch.float64)
+    for li, si, k in np.ndindex(2, 2, 2):
+        values = (res.sample_correct if k == 0 else res.sample_usage)[0, li, si].double()  # (A, N)
+        for c in range(10):
+            rows = (labels == c).nonzero().squeeze(1).tolist()
+            for a in range(4):
+                if not rows:
+                    assert got[li, si, k, a, c].tolist() == [0.0, 0.0]
+                    continue
+                d = [values[a, n] - values[1, n] for n in rows]
+                w = [[boot.weights[b, n].item() for n in rows] for b in range(60)]
+                means = torch.tensor(
+                    [sum(wi * di for wi, di in zip(wb, d, strict=True)) / max(1.0, sum(wb)) for wb in w]
+                )
+                want = torch.quantile(means, q)
+                assert torch.allclose(got[li, si, k, a, c].double(), want, atol=1e-6), (li, si, k, a, c)
+    assert got[1, 0, 0, 3].abs().sum() == 0 and got[..., 7, :].abs().sum() == 0
+    assert got.abs().sum() > 0  # some class's change is uncertain: not zeros compared with zeros
+
+
+def test_distinct_columns_group_exactly_the_equal_ones():
+    from headsteer.steer.summary import _distinct_columns
+
+    g = torch.Generator().manual_seed(4)
+    kinds = torch.rand(50, 7, generator=g)
+    pick = torch.randint(0, 7, (40,), generator=g)
+    x = kinds[:, pick]  # (B, P) with repeats
+    x[:, 6] = x[:, 5]
+    x[0, 6] = torch.nextafter(x[0, 5], torch.tensor(2.0))  # one bit away from column 5: another kind
+    first, where = _distinct_columns(x)
+    assert torch.equal(x[:, first][:, where], x)  # every column is its kind's first column
+    assert len(first) == len({tuple(col.tolist()) for col in x.T}) and where[5] != where[6]  # no two kinds equal

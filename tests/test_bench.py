@@ -18,7 +18,7 @@ from headsteer.benchmark import forced_masks, parse_result_name, result_name, sa
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-BENCHES = {"inference", "skip_methods", "train_step", "sweep", "sae_extract", "sae_train", "threads"}
+BENCHES = {"inference", "skip_methods", "train_step", "sweep", "sae_extract", "sae_train", "threads", "classes"}
 HEADERS = {  # script -> the header line(s) its output must contain
     "bench_inference": ["model  batch  variant  usage  img_s  time_ratio  mac_ratio  realised_over_theory"],
     "bench_skip_methods": ["layer  masks  usage  patterns  dense_ms  per_head  grouped"],
@@ -27,6 +27,10 @@ HEADERS = {  # script -> the header line(s) its output must contain
     "bench_sae_extract": ["what  batch  per_s  unit"],
     "bench_sae_train": ["trainer  cpu_s  fvu_test  dead_test_pct  cpu_ratio  fvu_ratio  dead_ratio"],
     "bench_threads": ["model  batch  busy_processes  threads  step_ms"],
+    "bench_classes": [
+        "classes  train  test  steer_s  report_s  steer_rss_mb  report_rss_mb  results_json_mb  report_html_mb  "
+        "steer_time_ratio  report_time_ratio  rss_ratio"
+    ],
     "to_markdown": ["| model | batch | variant | usage | img_s | time_ratio | mac_ratio | realised_over_theory |"],
 }
 HEADERS["run_all"] = [h for name, hs in HEADERS.items() if name.startswith("bench_") for h in hs]
@@ -49,10 +53,14 @@ def run_quick(script: str, *extra: str, timeout: int = 120) -> str:
     return proc.stdout
 
 
+TIMEOUTS = {"bench_classes": 400, "run_all": 800}
+"""Seconds a --quick run may take where 120 is too few (bench_classes runs the pipeline twice)."""
+
+
 @pytest.mark.parametrize("script", list(HEADERS))
 def test_script_runs_quick(script: str) -> None:
     before = snapshot(RESULTS)
-    out = run_quick(script)
+    out = run_quick(script, timeout=TIMEOUTS.get(script, 120))
     lines = [" ".join(line.split()) for line in out.splitlines()]
     for header in HEADERS[script]:
         assert " ".join(header.split()) in lines, f"{script}: no table header {header!r} in\n{out}"

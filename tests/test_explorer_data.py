@@ -66,6 +66,46 @@ def test_latent_columns_against_naive_loops():
     rows_of = [[used[s].item() for s in top if s >= 0] for top in c["top"]]
     assert rows_of == [[2, 1], [0, 2, 3]]
     assert c["top_values"][0][:2] == [3.0, 1.0] and c["effect"] == [[0.1, -0.2], [0.0, 0.3]]
+    assert c["class_ids"] == [[0, 1], [0, 1]] and c["class_freq"] == [[0.9, 0.1], [0.1, 0.4]]  # every class
+
+
+def test_a_latent_shows_its_most_frequent_classes_when_there_are_many():
+    g = torch.Generator().manual_seed(0)
+    C, n = 50, 6
+    per_class = torch.rand(C, n, generator=g)
+    lat = {
+        "freq_overall": per_class.mean(0),
+        "freq_per_class": per_class,
+        "head_effect": torch.zeros(n, 2),
+        "head_effect_latents": torch.arange(n),
+    }
+    doc, _ = explorer.latents(lat, torch.rand(9, n, generator=g), [f"c{i}" for i in range(C)])
+    for j in range(n):
+        ranked = sorted(range(C), key=lambda c: -per_class[c, j].item())[: explorer.CLASSES_SHOWN]
+        assert doc["columns"]["class_ids"][j] == ranked
+        assert doc["columns"]["class_freq"][j] == pytest.approx([per_class[c, j].item() for c in ranked], abs=1e-4)
+
+
+def test_per_class_tables_are_exact_float32_and_move_beside_the_page_when_large(tmp_path, monkeypatch):
+    import json
+
+    g = torch.Generator().manual_seed(1)
+    sweep = {
+        "per_class_accuracy": torch.rand(1, 2, 3, 4, 5, generator=g),
+        "per_class_usage": torch.rand(1, 2, 3, 4, 5, generator=g),
+        "per_class_head": torch.rand(1, 2, 3, 4, 5, 6, generator=g),
+    }
+    ci = torch.rand(2, 3, 2, 4, 5, 2, generator=g)
+    tables = explorer.class_tables(sweep, ci)
+    heads = np.frombuffer(base64.b64decode(tables["heads"]), dtype="<f4").reshape(tables["shape"])
+    assert np.array_equal(heads, sweep["per_class_head"].numpy())
+    assert np.array_equal(np.frombuffer(base64.b64decode(tables["ci"]), "<f4").reshape(tables["ci_shape"]), ci.numpy())
+    doc = {"steering": {"class_tables": tables}}
+    assert not explorer.place_tables(doc, tmp_path) and doc["steering"]["class_tables"] is tables
+    monkeypatch.setattr(explorer, "INLINE_BYTES", 100)
+    assert explorer.place_tables(doc, tmp_path) and doc["steering"]["class_tables"] is None
+    text = (tmp_path / explorer.SIDECAR).read_text()
+    assert text.startswith("window.HS_CLASS_TABLES = ") and json.loads(text[25:].rstrip(";\n")) == tables
 
 
 @pytest.mark.parametrize("channels", [1, 3])

@@ -661,3 +661,194 @@ def test_a_checkpoint_with_another_optimizer_layout_is_one_line(tmp_path):
     two = torch.optim.Adam([{"params": [model.weight]}, {"params": [model.bias]}])
     with pytest.raises(HeadsteerError, match=r"optimizer state this version cannot use .*delete it to restart"):
         hio.load_checkpoint(path, model, two)
+
+
+# --------------------------------------------------------------------------------------------------
+# Small test sets, stage records of the wrong shape, read-only stage folders, true messages
+
+
+def test_a_class_missing_from_a_test_half_is_null_with_its_reason(tmp_path, capsys):
+    """Item 6: 3 classes with 7 / 7 / 6 test images; with seed 37 class c has no image in the report half,
+    which gave 'top_classes[2].accuracy_no_sae' is nan ... (a bug)."""
+    rng = np.random.default_rng(0)
+    for split, counts in (("train", (12, 12, 12)), ("test", (7, 7, 6))):
+        for c, n in zip("abc", counts, strict=True):
+            (tmp_path / "data" / split / c).mkdir(parents=True)
+            for i in range(n):
+                Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(
+                    tmp_path / "data" / split / c / f"{i}.png"
+                )
+    args = ["run", SMOKE, "data.name=imagefolder", f"data.root={tmp_path / 'data'}", "data.image_size=28", "seed=37"]
+    args += ["steer.bootstrap=100", "steer.random_draws=2", "steer.alpha_step=0.3", "steer.reach=false", "sae.epochs=1"]
+    args += [f"out={tmp_path / 'run'}"]
+    assert main(args) == 0, capsys.readouterr().err
+    held = json.loads((tmp_path / "run" / "steer" / "metrics.json").read_text())["top_classes_table"]
+    assert [r["class"] for r in held["all_classes"]] == ["a", "b", "c"]
+    c = held["all_classes"][2]
+    assert c["gain_report_half"] is None and c["reason"] == "no test image of this class in the report half"
+    assert isinstance(c["gain_selection_half"], float)
+    assert sorted(t["class"] for t in held["classes"]) == ["a", "b"]  # c cannot be reported: not ranked
+    assert all("reason" not in r for r in held["all_classes"][:2])
+    assert (tmp_path / "run" / "report" / "results.json").is_file()
+
+
+BAD_RECORDS = ["null", "[1, 2]", '"x"', '{"artifacts": 5}', '{"artifacts": {"model.safetensors": 3}}']
+ARTIFACTS, INPUTS = "has 'artifacts' that are not {path: {size, blake2b}}", "has 'inputs' that are not {stage: digest}"
+
+
+@pytest.mark.parametrize(
+    "name, text, problem",
+    [
+        ("done.json", "null", "holds null, not a JSON object"),
+        ("done.json", "[1, 2]", "holds [1, 2], not a JSON object"),
+        ("config.json", '"x"', 'holds "x", not a JSON object'),
+        ("done.json", '{"artifacts": 5}', ARTIFACTS),
+        ("done.json", '{"artifacts": {"model.safetensors": 3}}', ARTIFACTS),
+        ("done.json", '{"artifacts": {"m": {"size": 1.5, "blake2b": "ab"}}}', ARTIFACTS),
+        ("config.json", "{}", "has no 'config' object"),
+        ("config.json", '{"config": 5}', "has no 'config' object"),
+        ("config.json", '{"config": {}, "inputs": [1]}', INPUTS),
+        ("config.json", '{"config": {}, "inputs": {"nope": "ab"}}', INPUTS),
+    ],
+)
+def test_a_stage_record_of_the_wrong_shape_is_one_line_naming_it(tmp_path, name, text, problem):
+    from headsteer.integrity import read_record
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(HeadsteerError) as exc:
+        read_record(path)
+    assert str(exc.value) == (
+        f"{path} {problem}, not the record headsteer writes there; redo its stage (`headsteer run` with the run's "
+        "config redoes it and every later stage)"
+    )
+    good = {"config.json": {"config": {}, "inputs": {"prune": "ab"}}, "done.json": {"artifacts": {}}}[name]
+    path.write_text(json.dumps(good))
+    assert read_record(path) == good
+
+
+@pytest.mark.parametrize("text", BAD_RECORDS[:5])
+def test_a_done_json_of_the_wrong_shape_names_the_command_that_redoes_its_stage(pipeline, tmp_path, capsys, text):
+    """Item 10: valid JSON of another shape in done.json gave an AttributeError or TypeError traceback."""
+    out = copy_run(pipeline, tmp_path)
+    (out / "sae" / "done.json").write_text(text)
+    line = one_line_error(capsys, argv("steer", pipeline, out))
+    assert f"{out / 'sae' / 'done.json'} became unreadable or took another shape since the sae stage finished; " in line
+    assert f"run `headsteer sae {SMOKE} data.root={pipeline.data.root} out={out}" in line
+
+
+def test_a_done_json_of_the_wrong_shape_is_redone_by_run(pipeline, tmp_path, capsys):
+    out = copy_run(pipeline, tmp_path)
+    (out / "report" / "done.json").write_text('{"artifacts": 5}')
+    assert main(argv("run", pipeline, out)) == 0
+    done = out / "report" / "done.json"
+    assert f"[report] {done} became unreadable or took another shape since the stage finished: redoing report" in (
+        capsys.readouterr().out
+    )
+    assert isinstance(json.loads(done.read_text())["artifacts"], dict)
+
+
+@pytest.mark.parametrize("text", BAD_RECORDS[:3] + ['{"config": 5, "inputs": [1]}'])
+def test_a_config_json_of_the_wrong_shape_starts_its_stage_over_and_says_so(pipeline, tmp_path, capsys, text):
+    """Items 10 and 15: a config.json of another shape gave a traceback; an unreadable one printed "the
+    prune, extract stage was redone since this one started", which nothing was."""
+    out = copy_run(pipeline, tmp_path)
+    record = out / "sae" / "config.json"
+    record.write_text(text)
+    line = one_line_error(capsys, argv("steer", pipeline, out))
+    assert f"the sae stage in {out / 'sae'} has an unreadable {record} (or one headsteer did not write); run " in line
+    before = (out / "sae" / "metrics.json").read_text()
+    assert main(argv("sae", pipeline, out)) == 0
+    printed = capsys.readouterr().out
+    assert f"[sae] {record} is unreadable or not a stage record: starting sae over" in printed
+    assert "was redone" not in printed and "resuming" not in printed
+    assert json.loads(record.read_text())["config"]["sae"]["k"] == 8
+    assert json.loads((out / "sae" / "metrics.json").read_text())["mse"] == json.loads(before)["mse"]
+
+
+def test_a_config_json_without_inputs_says_so_not_that_stages_were_redone(pipeline, tmp_path, capsys):
+    """Item 15: the redo message names only stages that were redone."""
+    out = copy_run(pipeline, tmp_path)
+    record = out / "report" / "config.json"
+    record.write_text(json.dumps({k: v for k, v in json.loads(record.read_text()).items() if k != "inputs"}))
+    assert main(argv("report", pipeline, out)) == 0
+    printed = capsys.readouterr().out
+    assert f"[report] {record} does not record the earlier results it was made from (an older headsteer): " in printed
+    assert "was redone" not in printed
+
+
+def test_a_read_only_stage_folder_is_one_line_and_nothing_is_lost(pipeline, tmp_path, capsys, monkeypatch):
+    """Item 12: RUN/report (or RUN/steer) read-only, without root: a PermissionError traceback from clean().
+    Root ignores file modes, so the refusal of the OS is patched in, as a read-only folder gives it."""
+    out = copy_run(pipeline, tmp_path)
+    real = Path.unlink
+
+    def refuse(self, missing_ok=False):
+        if self.parent.name in ("report", "steer") or self.parent.parent.name == "steer":
+            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(self))
+        return real(self, missing_ok=missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", refuse)
+    for stage in ("report", "steer"):
+        before = tree(out / stage)
+        line = one_line_error(capsys, argv(stage, pipeline, out, "--force"))
+        assert line.startswith(f"headsteer: error: cannot remove {out / stage}/")
+        assert line.endswith(
+            f"to redo the {stage} stage (Permission denied); make {out / stage} writable (chmod -R u+w "
+            f"{out / stage}) or choose another --out"
+        )
+        assert tree(out / stage) == before  # nothing removed, nothing half-written
+
+
+def test_sigterm_during_run_force_names_the_command_that_resumes(pipeline, tmp_path):
+    """Item 14: after a SIGTERM during `run --force ...` the message said "sae resumes at layer 1, epoch N",
+    but the same command (with --force) starts over from prune. The command it names does resume."""
+    out = copy_run(pipeline, tmp_path)
+    quick = ["sae.epochs=400", "threads=1", "steer.alpha_step=0.5", "steer.reach=false", "steer.bootstrap=50"]
+    cmd = [sys.executable, "-m", "headsteer", *argv("run", pipeline, out, *quick), "--force"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT / "src"), PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    ckpt, deadline = out / "sae" / "layer_1" / "checkpoint.safetensors", time.time() + 300
+    ckpt.unlink()  # the finished run's: wait for this command's first one
+    while not ckpt.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143, err
+    last = err.strip().splitlines()[-1]
+    again = f"headsteer run {SMOKE} data.root={pipeline.data.root} out={out} {' '.join(PIPELINE + quick)}"
+    want = f"headsteer: interrupted (SIGTERM); run it again without --force (`{again}`): sae resumes at layer 1, epoch "
+    assert last.startswith(want), err
+    r = subprocess.run([sys.executable, "-m", "headsteer", *again.split()[1:]], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    assert "[prune] already done" in r.stdout and "[extract] already done" in r.stdout
+    assert "[sae] resuming after epoch" in r.stdout, r.stdout
+
+
+def test_the_interrupt_message_of_a_forced_stage_names_the_stage_command(tmp_path, capsys):
+    from headsteer.signals import Terminated
+    from headsteer.stages.common import RUNNING
+    from headsteer.stages.resume import interrupted
+
+    RUNNING.update(out=str(tmp_path), stage="steer", force=True, again="headsteer steer c.yaml --out R")
+    try:
+        assert interrupted(Terminated()) == 143
+    finally:
+        RUNNING.clear()
+    assert capsys.readouterr().err == (
+        "headsteer: interrupted (SIGTERM); run it again without --force (`headsteer steer c.yaml --out R`): steer "
+        "restarts (it keeps no checkpoint)\n"
+    )
+
+
+def test_a_finished_sae_layers_marker_of_another_shape_is_trained_again(pipeline, tmp_path, capsys):
+    """An unfinished sae stage reads each finished layer's metrics.json as its marker: one of another shape
+    (a list here) resumes that layer from its checkpoint instead of a TypeError."""
+    out = copy_run(pipeline, tmp_path)
+    marker = out / "sae" / "layer_1" / "metrics.json"
+    before = json.loads(marker.read_text())
+    (out / "sae" / "done.json").unlink()
+    marker.write_text("[1]")
+    assert main(argv("sae", pipeline, out)) == 0
+    assert "[sae] resuming after epoch 2" in capsys.readouterr().out
+    assert json.loads(marker.read_text())["mse"] == before["mse"]

@@ -145,3 +145,50 @@ def test_rival_frontier_comes_right_under_the_answer(browser, pipeline):
     )
     answer, figure, rivals_table, index = y
     assert answer < figure < rivals_table and index == 0
+
+
+def test_per_class_tables_from_beside_the_page(browser, pipeline, tmp_path, monkeypatch):
+    """Many classes: the per-class tables go to explorer_classes.js beside report.html (forced here with a
+    zero size limit); the page shows the same per-class numbers from there, and without the file it still
+    works, its per-class numbers aside."""
+    from conftest import PIPELINE_OVERRIDES, ROOT
+    from headsteer.analysis import explorer
+    from headsteer.config_loader import load_config
+    from headsteer.stages import report
+
+    out = tmp_path / "run"
+    shutil.copytree(pipeline.out, out, ignore=shutil.ignore_patterns(".lock", "explorer.png"))
+    monkeypatch.setattr(explorer, "INLINE_BYTES", 0)
+    cfg = load_config(
+        ROOT / "configs/smoke.yaml", [f"data.root={pipeline.data.root}", f"out={out}", *PIPELINE_OVERRIDES]
+    )
+    report.run(cfg, out / "report")
+    side = out / "report" / explorer.SIDECAR
+    assert side.read_text().startswith("window.HS_CLASS_TABLES = {")
+    assert '"class_tables":null' in (out / "report" / "report.html").read_text()
+    st = json.loads((out / "report" / "results.json").read_text())["steering"]
+    sweep = load_file(str(out / "steer" / "sweep.safetensors"))
+    ci = load_file(str(out / "steer" / "per_class.safetensors"))["per_class_ci"]  # (Ls, S, 2, A, C, 2)
+    axes = json.loads((out / "steer" / "sweep.json").read_text())
+    _open(browser, out)
+    _select(browser, "hs-strategy", "global")
+    _select(browser, "hs-class", "3")
+    last, si = len(st["alphas"]) - 1, axes["strategies"].index("global")
+    _slide(browser, last)
+    ix = (axes["modes"].index(st["mode"]), 0, si, last, 3)
+    assert _shown(browser, "hs-acc") == pytest.approx(sweep["per_class_accuracy"][ix].item(), abs=1e-7)
+    assert _shown(browser, "hs-usage") == pytest.approx(sweep["per_class_usage"][ix].item(), abs=1e-7)
+    lo, hi = ci[0, si, 0, last, 3].tolist()
+    assert f"95 % CI {100 * lo:+.2f} to {100 * hi:+.2f}" in browser.find_element("id", "hs-acc-ci").text
+    side.unlink()
+    browser.get((out / "report" / "report.html").resolve().as_uri())
+    deadline = time.time() + 10
+    while browser.execute_script("return document.body.getAttribute('data-explorer')") != "ready":
+        assert time.time() < deadline, "the explorer script did not start without its per-class tables"
+        time.sleep(0.05)
+    assert browser.find_element("id", "hs-class").get_attribute("disabled") == "true"
+    assert "explorer_classes.js, which is not beside this page" in browser.find_element("id", "hs-note").text
+    assert (
+        _shown(browser, "hs-acc")
+        == st["curves_by_mode"][st["mode"]]["true"]["per_class"]["accuracy"][st["alphas"].index(0.0)]
+    )

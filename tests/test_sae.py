@@ -227,7 +227,7 @@ def test_grad_clip_bounds_the_global_gradient_norm():
 
 
 def test_grad_clip_must_be_positive():
-    with pytest.raises(HeadsteerError, match=r"^sae.grad_clip=0.0 must be > 0, or null for no clipping$"):
+    with pytest.raises(HeadsteerError, match=r"^sae.grad_clip=0.0 must be > 0 \(or null for no clipping\)$"):
         SAEConfig(grad_clip=0.0)
     assert SAEConfig(grad_clip=None).grad_clip is None
 

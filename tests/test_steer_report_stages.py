@@ -3,6 +3,8 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from headsteer.stages import run_all
 
@@ -27,8 +29,9 @@ def test_results_json_schema(pipeline):
             assert all(lo <= hi for lo, hi in c[key])
     assert set(st["curves_by_mode"]) == {"pre_topk", "post_topk", "additive"}
     assert st["curves_by_mode"]["pre_topk"]["true"]["global"]["accuracy"] == st["curves"]["true"]["global"]["accuracy"]
-    pc = st["per_class_ci"]["true"]["per_class"]
-    assert len(pc["accuracy"]) == 31 and len(pc["accuracy"][0]) == 10 and len(pc["head_usage"][0]) == 10
+    pc = load_file(str(Path(pipeline.out) / "steer" / "per_class.safetensors"))["per_class_ci"]  # (Ls, S, 2, A, C, 2)
+    assert pc.shape == (2, 4, 2, 31, 10, 2) and (pc[..., 0] <= pc[..., 1]).all()
+    assert pc[:, :, :, i0].abs().sum() == 0  # alpha 0 against itself
     band = st["random_band"]
     assert band["draws"] == 10 and all(
         lo <= m + 1e-6 and m <= hi + 1e-6
@@ -64,8 +67,12 @@ def test_results_json_schema(pipeline):
     assert sens["steered_layer"] == 1 and sens["layers"] == [0, 1] and len(sens["table"][1]["head_dropped"]) == 6
     assert sens["range_pts"] == pytest.approx(100 * (sens["all_kept"][1] - sens["all_dropped"][1]))
     assert 0 <= r["overlap"]["global_vs_per_class_iou"] <= r["overlap"]["global_vs_per_class_frac"] <= 1
-    iou = r["class_overlap"]["iou"]
-    assert len(iou) == 10 and all(iou[i][i] == 1.0 for i in range(10))
+    assert "class_overlap" not in r and "per_class_ci" not in r["steering"]  # in steer/per_class.safetensors
+    tables = load_file(str(Path(pipeline.out) / "steer" / "per_class.safetensors"))
+    iou = tables["class_overlap_iou"]
+    assert iou.shape == (10, 10) and torch.equal(iou.diagonal(), torch.ones(10)) and torch.equal(iou, iou.T)
+    assert tables["per_class_ci"].shape == (2, 4, 2, len(r["steering"]["alphas"]), 10, 2)
+    assert tables["class_test_images"].sum() == 160
 
 
 def test_threshold_point_at_zero_shift_is_the_unsteered_model(pipeline):

@@ -283,3 +283,17 @@ def test_reach_points_match_naive_loop():
             assert point.correct.mean().item() == pytest.approx(acc) and point.usage.mean().item() == pytest.approx(
                 usage
             )
+
+
+def test_top_class_pairs_equal_sorting_every_pair():
+    """The ten most similar class pairs (steer metrics' class_overlap.top_pairs), picked without listing every
+    pair, against sorting all (iou, a, b) tuples; many ties, as with many classes of equal sets."""
+    from headsteer.steer.summary import _top_pairs
+
+    g = torch.Generator().manual_seed(0)
+    for C in (2, 4, 5, 30):
+        m = torch.randint(0, 4, (C, C), generator=g).float() / 4  # values 0, .25, .5, .75: ties everywhere
+        m = (m + m.T) / 2
+        naive = sorted(((m[a, b].item(), a, b) for a in range(C) for b in range(a + 1, C)), reverse=True)[:10]
+        assert _top_pairs(m) == naive, C
+    assert _top_pairs(torch.ones(1, 1)) == []

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
+from headsteer.config_checks import check_dataset_settings, check_ranges
 from headsteer.config_steer import SteerConfig
 from headsteer.errors import HeadsteerError
 
@@ -46,14 +47,8 @@ class DataConfig:
     """Random crop (padding) + horizontal flip on training batches."""
 
     def __post_init__(self) -> None:
-        if self.num_workers < 0:
-            raise HeadsteerError(f"data.num_workers={self.num_workers} must be >= 0")
-        if self.image_size is not None and self.image_size < 1:
-            raise HeadsteerError(f"data.image_size={self.image_size} must be >= 1 (or null for the images' own size)")
-        for name in ("train_limit", "test_limit"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise HeadsteerError(f"data.{name}={value} must be >= 1 (or null for all images)")
+        check_ranges("data", self)
+        check_dataset_settings(self)
 
 
 @dataclass
@@ -95,10 +90,7 @@ class ModelConfig:
     """torch.compile each block's attention and MLP (for GPUs; the first steps pay for compilation)."""
 
     def __post_init__(self) -> None:
-        if self.tau <= 0:
-            raise HeadsteerError(f"model.tau={self.tau} must be > 0")
-        if self.decision_hidden < 0:
-            raise HeadsteerError(f"model.decision_hidden={self.decision_hidden} must be >= 0")
+        check_ranges("model", self)
         if self.embed_dim is not None and self.num_heads is not None and self.embed_dim % self.num_heads:
             raise HeadsteerError(
                 f"model.embed_dim={self.embed_dim} is not divisible by model.num_heads={self.num_heads}; every head "
@@ -153,21 +145,11 @@ class PruneConfig:
     """Cut every epoch after this many steps (tests); None = full epochs."""
 
     def __post_init__(self) -> None:
+        check_ranges("prune", self)
         if not 0.0 < self.target_usage <= 1.0:
             raise HeadsteerError(
                 f"prune.target_usage={self.target_usage} is outside (0, 1]; the share of heads KEPT (0.7: 30 % pruned)"
             )
-        for name in ("dense_epochs", "joint_epochs"):
-            if getattr(self, name) < 0:
-                raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be >= 0")
-        for name in ("batch_size", "eval_batch_size"):
-            if getattr(self, name) < 1:
-                raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be >= 1")
-        if not 0.0 <= self.warmup_frac < 1.0:
-            raise HeadsteerError(f"prune.warmup_frac={self.warmup_frac} must be in [0, 1)")
-        for name in ("noise_initial", "noise_final"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise HeadsteerError(f"prune.{name}={getattr(self, name)} must be in [0, 1]")
 
 
 @dataclass
@@ -183,8 +165,7 @@ class ExtractConfig:
     """Rows per .safetensors chunk on disk (bounds memory; chunks are the resume unit)."""
 
     def __post_init__(self) -> None:
-        if self.batch_size < 1 or self.chunk_size < 1:
-            raise HeadsteerError("extract.batch_size and extract.chunk_size must be >= 1")
+        check_ranges("extract", self)
         if isinstance(self.layers, list) and not self.layers:
             raise HeadsteerError("extract.layers is an empty list; list at least one block, or use 'all' or null")
 
@@ -225,14 +206,7 @@ class SAEConfig:
     the middle of that plateau (and the value SAELens hard-codes)."""
 
     def __post_init__(self) -> None:
-        if self.k < 1:
-            raise HeadsteerError(f"sae.k={self.k} must be >= 1")
-        if self.epochs < 1 or self.batch_size < 1 or self.expansion < 1:
-            raise HeadsteerError("sae.epochs, sae.batch_size and sae.expansion must be >= 1")
-        if not self.decoder_lr_scale > 0:
-            raise HeadsteerError(f"sae.decoder_lr_scale={self.decoder_lr_scale} must be > 0")
-        if self.grad_clip is not None and not self.grad_clip > 0:
-            raise HeadsteerError(f"sae.grad_clip={self.grad_clip} must be > 0, or null for no clipping")
+        check_ranges("sae", self)
 
 
 @dataclass
@@ -260,8 +234,7 @@ class RunConfig:
     """Steering sweep and analyses (stage `steer`)."""
 
     def __post_init__(self) -> None:
-        if self.threads is not None and self.threads < 1:
-            raise HeadsteerError(f"threads={self.threads} must be >= 1 (or null for torch's default)")
+        check_ranges("", self)
         check_out_path(self.out)
 
 

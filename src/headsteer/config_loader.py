@@ -1,9 +1,11 @@
 """Reading a run configuration: YAML file, ``key.sub=value`` overrides, type checks that name the key.
 
 ``load_config`` turns a YAML file plus overrides into a validated ``RunConfig``; any unknown key or
-wrong type raises ``HeadsteerError`` naming the key and the fix (range checks are the dataclasses').
-Paths in a config (`data.root`, `model.pretrained_file`) are relative to the current directory; they
-are made absolute here, so a run folder records where its data really was.
+wrong type raises ``HeadsteerError`` naming the key and the fix (range checks are the dataclasses',
+`headsteer.config_checks`). The YAML is read strictly: a key given twice in one mapping (which plain
+YAML loaders settle by keeping the last, silently), an empty file and a file that is not a mapping of
+sections are refused. Paths in a config (`data.root`, `model.pretrained_file`) are relative to the
+current directory; they are made absolute here, so a run folder records where its data really was.
 """
 
 from __future__ import annotations
@@ -79,7 +81,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 reads '1e-4' (no dot) as a string
             try:
-                return float(value)
+                value = float(value)
             except ValueError:
                 raise bad from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -121,10 +123,7 @@ def apply_override(data: dict, assignment: str) -> None:
     if "=" not in assignment:
         raise HeadsteerError(f"override '{assignment}' is not of the form key.sub=value")
     key, raw = assignment.split("=", 1)
-    try:
-        value = yaml.safe_load(raw) if raw != "" else None
-    except yaml.YAMLError as exc:
-        raise HeadsteerError(f"override '{assignment}': value is not valid YAML ({exc.problem})") from None
+    value = read_yaml(raw, f"override '{assignment}'") if raw != "" else None
     parts = key.strip().split(".")
     node = data
     for part in parts[:-1]:
@@ -149,18 +148,87 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
+SHIPPED = (
+    "configs/smoke.yaml",
+    "configs/demo.yaml",
+    "configs/fmnist_vit_small.yaml",
+    "configs/cifar100_vit_small.yaml",
+)
+"""The configs that come with headsteer (named where a config file gives nothing to start from)."""
+
+
+def _check_unique(node: yaml.Node, where: str, path: str = "", seen: set | None = None) -> None:
+    """Refuse a key given twice in one mapping, at any depth, the first in the file first (yaml keeps the
+    last one, silently)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:  # an alias of a node already checked (or a recursive one)
+        return
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _check_unique(item, where, f"{path}[{i}]", seen)
+    if not isinstance(node, yaml.MappingNode):
+        return
+    lines: dict = {}
+    for key, value in node.value:
+        full = f"{path}.{key.value}" if path else str(key.value)
+        ident = (key.tag, key.value) if isinstance(key, yaml.ScalarNode) else id(key)
+        if ident in lines and key.tag != "tag:yaml.org,2002:merge":  # `<<: *base` may be overridden
+            raise HeadsteerError(
+                f"{where}: key '{full}' is given twice (lines {lines[ident]} and {key.start_mark.line + 1}), and "
+                "only one can hold; delete one (two sections: merge them into one)"
+            )
+        lines[ident] = key.start_mark.line + 1
+        _check_unique(value, where, full, seen)
+
+
+def read_yaml(text: str, where: str):
+    """The YAML document in `text`, strictly: invalid YAML and duplicate keys are one line naming `where`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_unique(node, where)
+        return loader.construct_document(node)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise HeadsteerError(f"{where} is not valid YAML: {problem}{at}") from None
+    finally:
+        loader.dispose()
+
+
+KINDS = {list: "a list", str: "a string", int: "a number", float: "a number", bool: "true or false"}
+
+
+def read_config_file(path: Path) -> dict:
+    """The sections of a YAML config file; an empty file, or one that is not a mapping, is refused."""
+    if not path.is_file():
+        where = "" if path.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
+        raise HeadsteerError(f"config file {path} not found{where}; the shipped configs are in configs/")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise HeadsteerError(f"config file {path} cannot be read as UTF-8 text ({exc}); fix or replace it") from None
+    data = read_yaml(text, f"config file {path}")
+    if data is None:
+        raise HeadsteerError(
+            f"config file {path} is empty (or holds only comments), which would run every default; start from a "
+            f"shipped config: {', '.join(SHIPPED)}"
+        )
+    if not isinstance(data, dict):
+        raise HeadsteerError(
+            f"config file {path} holds {KINDS.get(type(data), 'a value')} ({str(data)[:40]}), not a mapping of "
+            f"sections (data:, model:, ...); start from a shipped config: {', '.join(SHIPPED)}"
+        )
+    return data
+
+
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
     """Read a YAML config (or defaults when `path` is None), apply overrides, validate; paths made absolute."""
-    data: dict = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            where = "" if path.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
-            raise HeadsteerError(f"config file {path} not found{where}; the shipped configs are in configs/")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise HeadsteerError(f"config file {path} is not valid YAML: {exc}") from None
+    data: dict = {} if path is None else read_config_file(Path(path))
     for assignment in overrides:
         apply_override(data, assignment)
     return absolute_paths(from_dict(RunConfig, data))

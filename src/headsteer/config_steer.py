@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
+from headsteer.config_checks import check_ranges
 from headsteer.errors import HeadsteerError
 
 
@@ -120,19 +121,9 @@ class SteerConfig:
     beside the built-in strategies with the same CIs and verdicts; each is the same set for every image."""
 
     def __post_init__(self) -> None:
-        for name in ("random_draws", "bootstrap", "threshold_levels"):
-            if getattr(self, name) < (2 if name == "threshold_levels" else 1):
-                raise HeadsteerError(f"steer.{name}={getattr(self, name)} is too small; use the default or more")
-        if self.effect_images is not None and self.effect_images < 1:
-            raise HeadsteerError(f"steer.effect_images={self.effect_images} must be >= 1 (or null for all)")
-        if self.study_images is not None and self.study_images < 2:
-            raise HeadsteerError(f"steer.study_images={self.study_images} must be >= 2 (or null for all)")
+        check_ranges("steer", self)
         if not self.study_alphas:
             raise HeadsteerError("steer.study_alphas is empty; list at least one alpha")
-        if self.oracle_images is not None and self.oracle_images < 1:
-            raise HeadsteerError(f"steer.oracle_images={self.oracle_images} must be >= 1 (or null for all)")
-        if self.sensitivity_images is not None and self.sensitivity_images < 1:
-            raise HeadsteerError(f"steer.sensitivity_images={self.sensitivity_images} must be >= 1 (or null for all)")
         if self.alpha_step <= 0 or self.alpha_min > self.alpha_max:
             raise HeadsteerError(
                 f"steer alpha grid is empty (alpha_min={self.alpha_min}, alpha_max={self.alpha_max}, "
@@ -143,11 +134,6 @@ class SteerConfig:
                 raise HeadsteerError(f"steer.{name} is empty; list at least one")
         if self.mode not in self.modes:
             raise HeadsteerError(f"steer.mode={self.mode!r} is not in steer.modes={self.modes}; add it")
-        if self.reach_factor <= 1 or self.reach_tol <= 0 or self.reach_cap <= 0:
-            raise HeadsteerError(
-                f"steer reach settings (reach_factor={self.reach_factor}, reach_tol={self.reach_tol}, "
-                f"reach_cap={self.reach_cap}) need reach_factor > 1, reach_tol > 0 and reach_cap > 0"
-            )
         for name, ids in self.custom_sets.items():
             if name in ("per_class", "global", "random", "per_class_specific"):
                 raise HeadsteerError(
@@ -158,28 +144,10 @@ class SteerConfig:
                     f"steer.custom_sets.{name}={ids} must be a non-empty list of latent ids (integers >= 0)"
                 )
         self._check_fits()
-        if self.set_size is not None and self.set_size < 1:
-            raise HeadsteerError(f"steer.set_size={self.set_size} must be >= 1 (or null for k)")
 
     def _check_fits(self) -> None:
         bad = [t for t in self.rival_targets if not 0 <= t <= 1]
         if bad:
             raise HeadsteerError(f"steer.rival_targets holds {bad[0]}; every target usage must be in [0, 1]")
-        if self.fit_images is not None and self.fit_images < 8:
-            raise HeadsteerError(f"steer.fit_images={self.fit_images} must be >= 8 (or null for all)")
-        if not 0 < self.fit_holdout < 1:
-            raise HeadsteerError(f"steer.fit_holdout={self.fit_holdout} must be in (0, 1), e.g. 0.25")
-        if (
-            self.fit_steps < 1
-            or self.learned_refit_steps < 1
-            or not self.fit_lr > 0
-            or not self.fit_usage_weight > 0
-            or self.learned_l1 < 0
-        ):
-            raise HeadsteerError(
-                f"steer fit settings (fit_steps={self.fit_steps}, learned_refit_steps={self.learned_refit_steps}, "
-                f"fit_lr={self.fit_lr}, fit_usage_weight={self.fit_usage_weight}, learned_l1={self.learned_l1}) need "
-                "steps >= 1, lr > 0, weight > 0, l1 >= 0"
-            )
         if any(m < 1 for m in self.learned_path) or self.learned_path != sorted(set(self.learned_path)):
             raise HeadsteerError(f"steer.learned_path={self.learned_path} must be ascending distinct counts >= 1")

@@ -3,12 +3,17 @@
 - `done.json` (written last) records the size and blake2b digest of every artifact of the stage;
 - `config.json` records the `inputs` of the stage: the digest of each earlier stage's done.json when
   this one started. An earlier stage that was redone since (a new done.json) makes this one stale.
+
+Both are read through `read_record`, which checks their shape: valid JSON of another shape (`null`, a
+list, `{"artifacts": 5}`) is one line naming the file, never an AttributeError further on.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 from headsteer import manifest
 from headsteer.errors import HeadsteerError
@@ -17,6 +22,43 @@ from headsteer.io import file_digest, read_json
 STAGES = ["prune", "extract", "sae", "steer", "report"]
 BOOKKEEPING = ("config.json", "done.json")
 """Files of a stage folder that are not artifacts (no digest in done.json)."""
+
+
+def _is_map(obj: Any, value_ok) -> bool:
+    return isinstance(obj, dict) and all(isinstance(k, str) and value_ok(v) for k, v in obj.items())
+
+
+def _artifact_ok(rec: Any) -> bool:
+    return isinstance(rec, dict) and type(rec.get("size")) is int and isinstance(rec.get("blake2b"), str)
+
+
+def record_problem(name: str, obj: Any) -> str | None:
+    """What keeps `obj`, read from a stage folder's `name` (config.json or done.json), from being the
+    record headsteer writes there; None when its shape is right. A done.json without `artifacts` (an
+    older headsteer's) is left to `damage`."""
+    if not isinstance(obj, dict):
+        return f"holds {json.dumps(obj)[:40]}, not a JSON object"
+    if name == "config.json":
+        if not isinstance(obj.get("config"), dict):
+            return "has no 'config' object"
+        inputs = obj.get("inputs", {})
+        if not _is_map(inputs, lambda v: isinstance(v, str)) or not set(inputs) <= set(STAGES):
+            return "has 'inputs' that are not {stage: digest}"
+    elif not _is_map(obj.get("artifacts", {}), _artifact_ok):
+        return "has 'artifacts' that are not {path: {size, blake2b}}"
+    return None
+
+
+def read_record(path: Path) -> dict:
+    """A stage folder's config.json or done.json, its shape checked; a HeadsteerError naming the file otherwise."""
+    obj = read_json(path)
+    problem = record_problem(path.name, obj)
+    if problem:
+        raise HeadsteerError(
+            f"{path} {problem}, not the record headsteer writes there; redo its stage (`headsteer run` with the run's "
+            "config redoes it and every later stage)"
+        )
+    return obj
 
 
 def artifacts(folder: Path) -> dict[str, dict]:
@@ -49,9 +91,9 @@ def damage(folder: Path) -> dict[str, str]:
     """{relative path: what happened to it} for the artifacts of a finished stage that no longer match
     its done.json (missing, or another size or content); empty when all are intact."""
     try:
-        recorded = read_json(folder / "done.json").get("artifacts")
+        recorded = read_record(folder / "done.json").get("artifacts")
     except HeadsteerError:
-        return {"done.json": "is unreadable"}
+        return {"done.json": "became unreadable or took another shape"}
     if recorded is None:
         return {"done.json": "lists no artifacts (an older headsteer wrote it)"}
     problems = {}

@@ -5,6 +5,22 @@
   "use strict";
   var D = JSON.parse(document.getElementById("hs-data").textContent);
   var S = D.steering, L = D.latents, P = D.sprite;
+  // per-class tables (float32, base64): in the page, or for many classes in explorer_classes.js beside it
+  var K = S.class_tables || window.HS_CLASS_TABLES || null;
+  function f32(b64) {
+    var s = atob(b64), b = new Uint8Array(s.length);
+    for (var i = 0; i < s.length; i++) { b[i] = s.charCodeAt(i); }
+    return new Float32Array(b.buffer);
+  }
+  var CT = K && { acc: f32(K.accuracy), usage: f32(K.usage), heads: f32(K.heads), ci: f32(K.ci) };
+  function at(mi, li, si, i, c) {  // flat index into (M, Ls, S, A, C)
+    var d = K.shape;
+    return (((mi * d[1] + li) * d[2] + si) * d[3] + i) * d[4] + c;
+  }
+  function ciAt(li, si, k, i, c) {  // [lo, hi] of (Ls, S, metric k, A, C, 2)
+    var d = K.ci_shape, j = ((((li * d[1] + si) * d[2] + k) * d[3] + i) * d[4] + c) * 2;
+    return [CT.ci[j], CT.ci[j + 1]];
+  }
   var $ = function (id) { return document.getElementById(id); };
   var pct = function (v) { return (100 * v).toFixed(2) + " %"; };
   var pts = function (v) { return (v >= 0 ? "+" : "") + (100 * v).toFixed(2); };
@@ -46,7 +62,8 @@
     var t = $("hs-strategy").value === "threshold";
     if (t) { setSlider(S.threshold.values.length, S.threshold.values.indexOf(0)); }
     else { setSlider(S.alphas.length, S.alphas.indexOf(0)); }
-    ["hs-mode", "hs-source", "hs-class"].forEach(function (id) { $(id).disabled = t; });
+    ["hs-mode", "hs-source"].forEach(function (id) { $(id).disabled = t; });
+    $("hs-class").disabled = t || !CT;
     update();
   }
 
@@ -72,11 +89,11 @@
       }
       out.acc0 = c.accuracy[a0]; out.usage0 = c.head_usage[a0];
     } else {
-      out.acc = S.class_accuracy[mi][li][si][st.i][st.cls]; out.usage = S.class_usage[mi][li][si][st.i][st.cls];
-      out.heads = S.class_heads[mi][li][si][st.i][st.cls];
-      out.acc0 = S.class_accuracy[mi][li][si][a0][st.cls]; out.usage0 = S.class_usage[mi][li][si][a0][st.cls];
-      var pc = withCi && S.class_ci[st.source] && S.class_ci[st.source][st.strategy];
-      if (pc) { out.accCi = pc.accuracy[st.i][st.cls]; out.usageCi = pc.head_usage[st.i][st.cls]; }
+      var j = at(mi, li, si, st.i, st.cls), j0 = at(mi, li, si, a0, st.cls), H = K.shape[5];
+      out.acc = CT.acc[j]; out.usage = CT.usage[j]; out.heads = Array.from(CT.heads.subarray(j * H, (j + 1) * H));
+      out.acc0 = CT.acc[j0]; out.usage0 = CT.usage[j0];
+      if (withCi) { out.accCi = ciAt(li, si, 0, st.i, st.cls); out.usageCi = ciAt(li, si, 1, st.i, st.cls); }
+      out.empty = S.class_counts[st.cls] === 0;
     }
     return out;
   }
@@ -91,6 +108,7 @@
       pts(p.acc - p.acc0) + " pts (no CI for this mode)" : "threshold baseline: no SAE, no class");
     $("hs-usage-ci").textContent = p.usageCi ? "change vs α = 0: " + signed(p.usage - p.usage0, 3) +
       " (95 % CI " + signed(p.usageCi[0], 3) + " to " + signed(p.usageCi[1], 3) + ")" : "";
+    if (p.empty) { $("hs-acc-ci").textContent = "this class has no test image"; $("hs-usage-ci").textContent = ""; }
     heads(p.heads);
     frontier(st, p);
   }
@@ -171,10 +189,12 @@
 
   function card(j) {
     open = j;
-    var bars = C.per_class[j].map(function (f, c) {
+    var bars = C.class_ids[j].map(function (c, k) {
+      var f = C.class_freq[j][k];
       return "<div class=\"bar\">" + classSlot(c) + "<i style=\"width:" + (60 * f).toFixed(1) + "%\"></i><b>" +
         (100 * f).toFixed(1) + " %</b></div>";
     }).join("");
+    var few = C.class_ids[j].length < L.classes.length ? " (its " + C.class_ids[j].length + " most frequent)" : "";
     var eff = C.effect[j].map(function (v, h) {
       var w = Math.min(60, Math.abs(v) * 300);
       return "<div class=\"bar\"><span>h" + h + "</span><i class=\"" + (v < 0 ? "neg" : "pos") + "\" style=\"width:" + w.toFixed(1) +
@@ -191,7 +211,7 @@
       "<p>fires on <b id=\"lb-freq\" data-value=\"" + C.freq[j] + "\">" + (100 * C.freq[j]).toFixed(2) + " %</b> of training images (" +
       (100 * C.fires_on_test[j]).toFixed(2) + " % of test images); mean activation when active <b id=\"lb-mean\">" +
       C.mean[j].toFixed(3) + "</b>; most specific to " + classSlot(C.lift_class[j]) + " (lift " + C.lift[j].toFixed(2) + ")</p>" +
-      "<div class=\"cols\"><div><h4>frequency per class</h4>" + bars + "</div><div><h4>head effect (keep-rate change, layer " +
+      "<div class=\"cols\"><div><h4>frequency per class" + few + "</h4>" + bars + "</div><div><h4>head effect (keep-rate change, layer " +
       S.layer + ", α = " + D.effect_alpha + ")</h4>" + eff + "</div>" + push + "</div><h4>top activating test images</h4><div id=\"lb-images\">" +
       (imgs || "<p class=\"sub\">none: it never fires on the test set</p>") + "</div>" +
       "<p><button id=\"lb-add\" data-id=\"" + C.id[j] + "\">add #" + C.id[j] + " to your set</button></p>";
@@ -219,6 +239,7 @@
     options($("hs-strategy"), S.strategies.concat(["threshold"]), S.strategies.concat(["threshold baseline (no SAE)"]));
     options($("hs-source"), S.sources);
     options($("hs-class"), ["all"].concat(S.classes.map(function (c, i) { return i; })), ["all classes"].concat(S.classes));
+    if (!CT) { $("hs-note").textContent = "Per-class numbers are in " + "explorer_classes.js, which is not beside this page."; }
     ["hs-mode", "hs-source", "hs-class"].forEach(function (id) { $(id).addEventListener("change", update); });
     $("hs-strategy").addEventListener("change", onStrategy);
     $("hs-alpha").addEventListener("input", update);

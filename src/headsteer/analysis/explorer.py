@@ -1,13 +1,15 @@
 """The data behind the report's interactive explorer, embedded in report.html as one JSON document.
 
 - `steering`: every sweep point of results.json (overall accuracy and usage, their paired-bootstrap CIs
-  for the headline mode) plus the per-class accuracy, usage and per-head keep rates of
-  steer/sweep.safetensors, and the threshold baseline, so the page can show any (mode, strategy,
-  label source, class, alpha) without a server.
+  for the headline mode) and the threshold baseline, plus `class_tables`: the per-class accuracy, usage
+  and per-head keep rates of steer/sweep.safetensors and the per-class CIs of steer/per_class.safetensors,
+  as base64 float32 arrays, so the page can show any (mode, strategy, label source, class, alpha)
+  without a server. Those tables grow with the number of classes: above INLINE_BYTES they go to
+  SIDECAR, a script beside report.html that the page loads (`place_tables`).
 - `latents`: every latent that fires on TRAIN, column by column: firing frequency (TRAIN), mean
-  activation when active (TEST), per-class frequency, lift (class frequency / overall frequency, with
-  its class), head effect (steer stage), predicted logit push on each head (the gate readout) and its top
-  activating TEST images.
+  activation when active (TEST), its frequency in its most frequent classes (every class up to
+  CLASSES_SHOWN), lift (class frequency / overall frequency, with its class), head effect (steer
+  stage), predicted logit push on each head (the gate readout) and its top activating TEST images.
 - `sprite`: those images once, as one PNG grid; a thumbnail is a position in it.
 """
 
@@ -15,15 +17,25 @@ from __future__ import annotations
 
 import base64
 import io
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
+from headsteer.io import write_text
+
 TOP_IMAGES = 8
 """Top activating test images shown per latent."""
 SPRITE_COLUMNS = 64
 """Thumbnails per row of the sprite."""
+CLASSES_SHOWN = 20
+"""Classes in a latent's frequency bars: all of them up to this many, else its most frequent ones."""
+INLINE_BYTES = 8 * 2**20
+"""Per-class tables up to this size (base64) are embedded in report.html; larger ones go to SIDECAR."""
+SIDECAR = "explorer_classes.js"
+"""The script beside report.html that holds large per-class tables (window.HS_CLASS_TABLES)."""
 
 
 def _r(t: torch.Tensor, decimals: int = 4) -> list:
@@ -31,8 +43,41 @@ def _r(t: torch.Tensor, decimals: int = 4) -> list:
     return np.round(t.double().numpy(), decimals).tolist()
 
 
-def steering(results: dict, sweep: dict[str, torch.Tensor], axes: dict, class_counts: torch.Tensor) -> dict:
-    """The steering explorer's data: axes, results.json's curves, and the sweep's per-class tables."""
+def _b64(t: torch.Tensor) -> str:
+    """A tensor as base64 of its little-endian float32 values, in C order (a JS Float32Array reads it)."""
+    return base64.b64encode(t.detach().float().contiguous().numpy().astype("<f4").tobytes()).decode()
+
+
+def class_tables(sweep: dict[str, torch.Tensor], ci: torch.Tensor) -> dict:
+    """The explorer's per-class tables: accuracy and usage (M, Ls, S, A, C), per-head keep rates
+    (M, Ls, S, A, C, H) and the headline mode's CIs (Ls, S, 2, A, C, 2), exact float32 values."""
+    head = sweep["per_class_head"]
+    return {
+        "shape": list(head.shape),
+        "ci_shape": list(ci.shape),
+        "accuracy": _b64(sweep["per_class_accuracy"]),
+        "usage": _b64(sweep["per_class_usage"]),
+        "heads": _b64(head),
+        "ci": _b64(ci),
+    }
+
+
+def place_tables(doc: dict, folder: Path) -> bool:
+    """Move the per-class tables of `doc` to folder/SIDECAR when they exceed INLINE_BYTES (True then);
+    smaller ones stay embedded."""
+    tables = doc["steering"]["class_tables"]
+    if sum(len(v) for v in tables.values() if isinstance(v, str)) <= INLINE_BYTES:
+        return False
+    write_text(folder / SIDECAR, f"window.HS_CLASS_TABLES = {json.dumps(tables)};\n")  # base64: no "<"
+    doc["steering"]["class_tables"] = None
+    return True
+
+
+def steering(
+    results: dict, sweep: dict[str, torch.Tensor], axes: dict, class_counts: torch.Tensor, ci: torch.Tensor
+) -> dict:
+    """The steering explorer's data: axes, results.json's curves, the per-class tables (`class_tables`,
+    with `ci` from steer/per_class.safetensors) and each class's test images."""
     st = results["steering"]
     head = sweep["per_class_head"]  # (M, Ls, S, A, C, H)
     w = (class_counts / class_counts.sum()).to(head.dtype)
@@ -45,10 +90,8 @@ def steering(results: dict, sweep: dict[str, torch.Tensor], axes: dict, class_co
         "mode": st["mode"],
         "curves": st["curves_by_mode"],  # mode -> source -> strategy -> accuracy / head_usage / head_usage_overall
         "ci": st["curves"],  # the headline mode, with accuracy_delta_ci / head_usage_delta_ci
-        "class_ci": st["per_class_ci"],
-        "class_accuracy": _r(sweep["per_class_accuracy"]),
-        "class_usage": _r(sweep["per_class_usage"]),
-        "class_heads": _r(head, 3),
+        "class_tables": class_tables(sweep, ci),
+        "class_counts": class_counts.tolist(),
         "heads": _r(torch.einsum("...ch,c->...h", head, w), 3),  # all classes, weighted by class size
         "threshold": st["threshold"],
         "unsteered": st["unsteered"],
@@ -64,6 +107,8 @@ def latents(lat: dict[str, torch.Tensor], z: torch.Tensor, classes: list[str]) -
     mean_act = (zi * active).sum(0) / active.sum(0).clamp(min=1)
     freq, per_class = lat["freq_overall"][ids], lat["freq_per_class"][:, ids].T  # (L,), (L, C)
     lift = per_class / freq.clamp(min=1e-12)[:, None]
+    C = per_class.shape[1]
+    shown = per_class.topk(CLASSES_SHOWN, dim=1).indices if C > CLASSES_SHOWN else torch.arange(C).expand(len(ids), C)
     vals, rows = zi.topk(min(TOP_IMAGES, z.shape[0]), dim=0)  # (K, L)
     used = torch.unique(rows[vals > 0])
     slot = torch.full((z.shape[0],), -1, dtype=torch.long)
@@ -74,7 +119,8 @@ def latents(lat: dict[str, torch.Tensor], z: torch.Tensor, classes: list[str]) -
         "freq": _r(freq, 5),
         "mean": _r(mean_act),
         "fires_on_test": _r(active.float().mean(0), 5),
-        "per_class": _r(per_class),
+        "class_ids": shown.tolist(),  # (L, <= CLASSES_SHOWN): every class in order, or the most frequent
+        "class_freq": _r(per_class.gather(1, shown)),
         "lift": _r(lift.max(1).values, 3),
         "lift_class": lift.argmax(1).tolist(),
         "effect": _r(lat["head_effect"]),

@@ -98,7 +98,12 @@ def head_patterns(top: list[dict], num_heads: int, path: Path) -> Path:
     """Paper Fig. 3: keep rate of each head (rows h0..) for the top classes, before and after steering."""
     if not top:
         fig, ax = plt.subplots(figsize=(4, 2))
-        ax.text(0.5, 0.5, "no per-class strategy in this sweep", ha="center")
+        ax.text(
+            0.5,
+            0.5,
+            "no top classes: no per-class strategy swept, or no class\nwith test images in both halves",
+            ha="center",
+        )
         ax.axis("off")
         return _save(fig, path)
     before = np.array([t["head_keep_before"] for t in top]).T  # (H, n)
@@ -132,10 +137,33 @@ def head_patterns(top: list[dict], num_heads: int, path: Path) -> Path:
     return _save(fig, path)
 
 
+MATRIX_CLASSES = 60
+"""Up to this many classes Fig. 5 is the class x class matrix; with more, the distribution over pairs."""
+
+
+def _pairs_text(ax, pairs: list[dict]) -> None:
+    text = "most similar pairs (IoU):\n" + "\n".join(f"{p['a']} / {p['b']}: {p['iou']:.2f}" for p in pairs[:6])
+    ax.text(1.25, 0.0, text, transform=ax.transAxes, fontsize=8, va="bottom", family="monospace")
+
+
+def _overlap_histogram(m: np.ndarray, pairs: list[dict], path: Path) -> Path:
+    """Many classes: how the IoU of the per-class sets is distributed over all class pairs."""
+    C = m.shape[0]
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.hist(m[np.triu_indices(C, 1)], bins=np.linspace(0, 1, 21), color="#1f77b4")
+    ax.set(yscale="log", xlabel="IoU of per-class top-|S| latent sets", ylabel="class pairs", xlim=(0, 1))
+    ax.set_title(f"Overlap of per-class latent sets: all {C * (C - 1) // 2} pairs of {C} classes")
+    _pairs_text(ax, pairs)
+    return _save(fig, path)
+
+
 def class_overlap_matrix(iou, classes: list[str], pairs: list[dict], path: Path) -> Path:
-    """Paper Fig. 5: class x class IoU of the per-class latent sets, with the most similar pairs."""
-    m = np.array(iou)
+    """Paper Fig. 5: class x class IoU of the per-class latent sets, with the most similar pairs (more than
+    MATRIX_CLASSES classes: the IoU's distribution over class pairs)."""
+    m = np.asarray(iou, dtype=np.float64)
     C = len(classes)
+    if C > MATRIX_CLASSES:
+        return _overlap_histogram(m, pairs, path)
     size = min(14, 4 + 0.12 * C)
     fig, ax = plt.subplots(figsize=(size + 3, size))
     im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1)
@@ -155,8 +183,7 @@ def class_overlap_matrix(iou, classes: list[str], pairs: list[dict], path: Path)
                     color="white" if m[i, j] < 0.6 else "black",
                 )
     fig.colorbar(im, ax=ax, label="IoU of per-class top-|S| latent sets", shrink=0.8)
-    text = "most similar pairs (IoU):\n" + "\n".join(f"{p['a']} / {p['b']}: {p['iou']:.2f}" for p in pairs[:6])
-    ax.text(1.25, 0.0, text, transform=ax.transAxes, fontsize=8, va="bottom", family="monospace")
+    _pairs_text(ax, pairs)
     ax.set_title("Overlap of per-class latent sets")
     return _save(fig, path)
 

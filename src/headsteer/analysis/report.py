@@ -7,6 +7,7 @@ import html
 import json
 from pathlib import Path
 
+from headsteer.analysis import explorer as analysis_explorer
 from headsteer.analysis.results import opening, paper_table, study_rows
 from headsteer.analysis.rival_report import learned_html, readout_html, rivals_html
 from headsteer.io import write_text
@@ -32,17 +33,20 @@ CSS = (Path(__file__).parent / "report.css").read_text(encoding="utf-8")
 JS = (Path(__file__).parent / "explorer.js").read_text(encoding="utf-8")
 
 
-def explorer_html(doc: dict | None) -> str:
-    """The interactive explorer (steering and latents): markup, the data as JSON, the inline script."""
+def explorer_html(doc: dict | None, sidecar: bool = False) -> str:
+    """The interactive explorer (steering and latents): markup, the data as JSON, the inline script
+    (`sidecar`: the per-class tables are in explorer.SIDECAR beside the page, loaded first)."""
     if not doc:
         return ""
+    side = f'<script src="{analysis_explorer.SIDECAR}"></script>' if sidecar else ""
     # no "<" at all inside the script element ("</script>", "<!--"): JSON reads "\u003c" as the same "<"
     data = json.dumps(doc, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
     return f"""<h2 id="explore">Explore steering</h2><div class="explorer">
 <div class="controls"><label>mode <select id="hs-mode"></select></label>
 <label>strategy <select id="hs-strategy"></select></label><label>class from <select id="hs-source"></select></label>
 <label>class <select id="hs-class"></select></label>
-<label><input type="range" id="hs-alpha" min="0" max="0" step="1" value="0"> <b id="hs-alpha-value"></b></label></div>
+<label><input type="range" id="hs-alpha" min="0" max="0" step="1" value="0"> <b id="hs-alpha-value"></b></label>
+<span class="sub" id="hs-note"></span></div>
 <div class="readout"><div>accuracy<div class="big" id="hs-acc"></div><div class="sub" id="hs-acc-ci"></div></div>
 <div>head usage, steered layer<div class="big" id="hs-usage"></div><div class="sub" id="hs-usage-ci"></div></div></div>
 <h4>keep rate of each head of the steered layer</h4><div id="hs-heads"></div><div id="hs-frontier"></div></div>
@@ -56,7 +60,7 @@ def explorer_html(doc: dict | None) -> str:
 <th>head effect</th></tr></thead><tbody id="lb-rows"></tbody></table><div id="lb-detail"></div>
 <p>Your set, ready for the config (sweeps it beside the built-in strategies): <code id="lb-set"></code>
 <button id="lb-copy">copy</button> <button id="lb-clear">clear</button></p></div>
-<script type="application/json" id="hs-data">{data}</script><script>{JS}</script>"""
+{side}<script type="application/json" id="hs-data">{data}</script><script>{JS}</script>"""
 
 
 def sensitivity_table(results: dict) -> str:
@@ -196,6 +200,7 @@ def write_html(
     lead_html = "".join(
         f"<figure>{_img(p)}<figcaption>{h(caption)}</figcaption></figure>" for _, p, caption in lead or []
     )
+    sidecar = explorer is not None and analysis_explorer.place_tables(explorer, path.parent)
     figs = "".join(
         f"<h2>{h(title)}</h2><figure>{_img(p)}<figcaption>{h(caption)}</figcaption></figure>"
         for title, p, caption in figures
@@ -219,7 +224,7 @@ error; a CI containing 0 is a match only where the baseline's accuracy moves eno
 {sensitivity_table(r)}
 {_study_html(r)}
 {readout_html(r)}
-{explorer_html(explorer)}
+{explorer_html(explorer, sidecar)}
 <h2>What else came out</h2><ul class="find">{"".join(f"<li>{h(x)}</li>" for x in lines)}</ul>
 <h2>Our numbers beside the paper's</h2>
 <table><tr><th></th><th>paper (arXiv 2603.26743)</th><th>this run</th></tr>{table}</table>

@@ -31,7 +31,6 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
         "alphas",
         "curves",
         "curves_by_mode",
-        "per_class_ci",
         "random_band",
         "threshold",
         "mean_shift",
@@ -66,8 +65,7 @@ def build_results(prune: dict, sae: dict, steer: dict) -> dict:
         "judging": steer["judging"],
         "sensitivity": steer["sensitivity"],
         "overlap": {k: steer["overlap"][k] for k in ("global_vs_per_class_iou", "global_vs_per_class_frac")},
-        "class_overlap": {"iou": steer["class_overlap"]["iou"]},
-    }
+    }  # per-class CIs and the class x class overlap: steer/per_class.safetensors (they grow with C)
     if len(steer.get("layer_study", {})) > 1:  # one steered layer: the one-layer schema alone
         results["by_layer"] = {  # timings stay in steer/metrics.json: results.json repeats bitwise
             layer: {k: v for k, v in rec.items() if k != "seconds"} for layer, rec in steer["layer_study"].items()

@@ -6,15 +6,19 @@ from __future__ import annotations
 import importlib
 import json
 
+import torch
+
 from headsteer.config import DataConfig
 from headsteer.data.base import ImageDataset, ImageSplit, batch_indices, iterate, seeded_subset
 from headsteer.data.transforms import BatchTransform
+from headsteer.errors import HeadsteerError
 
 __all__ = [
     "ImageDataset",
     "ImageSplit",
     "BatchTransform",
     "batch_indices",
+    "check_classes",
     "data_fingerprint",
     "iterate",
     "load_dataset",
@@ -45,6 +49,26 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
     return ds
 
 
+def check_classes(ds: ImageDataset, cfg: DataConfig) -> None:
+    """Refuse data with fewer than two classes, or training images (as data.train_limit cuts them) of one
+    class alone, before a model is built on it: there is nothing to tell apart, and no per-class steering
+    to compare (such data still loads, for a look at it)."""
+    where = f"data.root={cfg.root}" if cfg.root else f"data.name={cfg.name}"
+    if len(ds.classes) < 2:
+        held = f"one class ({ds.classes[0]!r})" if ds.classes else "no class"
+        raise HeadsteerError(
+            f"{where} holds {held} and headsteer trains a classifier: add at least one more class (for an image "
+            "folder, another class folder in train/ and test/)"
+        )
+    present = torch.unique(ds.train.labels)
+    if present.numel() == 1:
+        limit = f" (data.train_limit={cfg.train_limit} keeps the first {len(ds.train)})" if cfg.train_limit else ""
+        raise HeadsteerError(
+            f"the training images of {where}{limit} are all of class {ds.classes[int(present[0])]!r}; a classifier "
+            "needs at least two classes: raise or remove data.train_limit"
+        )
+
+
 UNAVAILABLE = "unavailable"
 """The fingerprint of data that cannot be read yet (missing, not downloaded): the loader says why."""
 
@@ -53,7 +77,6 @@ def data_fingerprint(cfg: DataConfig) -> str:
     """A hash that changes when the configured data does, without decoding it: an image folder's
     relative paths, sizes and mtimes; a Hugging Face dataset's own fingerprints; the sizes and mtimes of
     the Fashion-MNIST / CIFAR-100 files. UNAVAILABLE when the data cannot be found."""
-    from headsteer.errors import HeadsteerError
     from headsteer.io import digest
 
     try:  # each loader module's `fingerprint(cfg)` lists what it reads

@@ -9,6 +9,8 @@ as RGB, or is refused with one line naming the file:
 - Transparency (RGBA, LA, PA, palette images with a transparent colour, premultiplied RGBa / La) is
   composited over black, which for fully transparent pixels stored as black equals dropping alpha.
 - CMYK, YCbCr, HSV, LAB, RGBX, palette: PIL's conversion to RGB; '1': 0 or 255.
+- An EXIF orientation (a phone photo stored sideways) is applied first (`ImageOps.exif_transpose`), so
+  images are seen upright, as viewers show them; the size from a header is the upright one.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Iterable
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
 from headsteer.data.base import seeded_subset
@@ -31,12 +33,19 @@ WIDE_MODES = ("I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 ALPHA_MODES = ("RGBA", "LA", "PA")
 
 
+ORIENTATION = 0x0112
+"""The EXIF tag of an image's orientation."""
+TURNED = (5, 6, 7, 8)
+"""Orientations that turn the image by 90 degrees (width and height swap)."""
+
+
 def _read(source: str | bytes, name: str, pixels: bool):
     """Open an image file or its bytes; the header alone, or (pixels) the decoded image. Unreadable -> one line."""
     try:
         with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
             if not pixels:
-                return img.mode, img.size
+                w, h = img.size
+                return img.mode, (h, w) if img.getexif().get(ORIENTATION) in TURNED else (w, h)
             img.load()
             return img.copy()
     except (UnidentifiedImageError, OSError, SyntaxError) as exc:
@@ -81,9 +90,12 @@ def _over_black(img: Image.Image) -> Image.Image:
 
 
 def to_8bit(img: Image.Image, name: str) -> Image.Image:
-    """`img` as 8-bit 'L' (gray modes) or 'RGB' (the module docstring says how each mode maps)."""
+    """`img`, upright (its EXIF orientation applied), as 8-bit 'L' (gray modes) or 'RGB' (the module
+    docstring says how each mode maps)."""
     mode = img.mode
     try:
+        if img.getexif().get(ORIENTATION, 1) != 1:
+            img = ImageOps.exif_transpose(img)
         if mode in ("L", "RGB"):
             return img
         if mode in WIDE_MODES:

@@ -9,7 +9,7 @@ import timm
 import torch
 
 from headsteer.config import ExtractConfig, RunConfig
-from headsteer.data import BatchTransform, ImageDataset, load_dataset
+from headsteer.data import BatchTransform, ImageDataset, check_classes, load_dataset
 from headsteer.errors import HeadsteerError
 from headsteer.model.adavit import AdaViT
 from headsteer.model.build import build_model, load_weights, meta_model, normalization
@@ -38,8 +38,11 @@ class PrunedModel:
 
 def build_for(cfg: RunConfig, ds: ImageDataset, device: torch.device) -> ConfiguredModel:
     """The configured model on `device` (seeded init), and its train / eval batch transforms."""
+    check_classes(ds, cfg.data)
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, len(ds.classes), ds.in_chans).to(device)
+    side = ds.native_size
+    check_image_side(side, model, f"the images are {side} x {side},", "set data.image_size=N to resize them")
     if cfg.model.compile:
         compile_blocks(model)
     img_size = model.vit.patch_embed.img_size[0]
@@ -97,11 +100,26 @@ def shape_only(cfg: RunConfig) -> AdaViT:
         ) from None
 
 
+def check_image_side(side: int, model: AdaViT, what: str, fix: str) -> None:
+    """Refuse images (`what`, `side` pixels wide) smaller than one patch of the model: each would hold
+    less detail than a single token, then be scaled up to the model's input."""
+    patch, img = model.vit.patch_embed.patch_size[0], model.vit.patch_embed.img_size[0]
+    if side < patch:
+        raise HeadsteerError(
+            f"{what} smaller than one {patch} x {patch} patch of the model, so every image would hold less detail "
+            f"than one token before being scaled up to the model's {img} x {img} input; {fix} (at least {patch})"
+        )
+
+
 def check_up_front(cfg: RunConfig) -> None:
     """Every check that needs the model's shape but no data or weights, before any stage trains: the
-    geometry, the steered layers, sae.k and steer.set_size against the SAE's width d_sae."""
+    geometry, the steered layers, data.image_size against the patch size, sae.k and steer.set_size
+    against the SAE's width d_sae."""
     model = shape_only(cfg)
     study_layers(model, cfg.extract)
+    if cfg.data.image_size is not None:
+        size = cfg.data.image_size
+        check_image_side(size, model, f"data.image_size={size} makes images {size} x {size},", "raise it")
     d_sae = cfg.sae.d_sae or cfg.sae.expansion * model.embed_dim
     with torch.device("meta"):
         TopKSAE(model.embed_dim, d_sae, cfg.sae.k)  # the SAE's own check of k against d_sae

@@ -69,7 +69,11 @@ def _start(cfg: RunConfig, name: str, wanted: dict, force: bool, skip_done: bool
     return "over" if force or upstream_ran else "again" if done else "resume"
 
 
-def _run_stage(cfg: RunConfig, name: str, force: bool, skip_done: bool, command: str, upstream_ran: bool) -> bool:
+def _run_stage(
+    cfg: RunConfig, name: str, force: bool, skip_done: bool, command: str, upstream_ran: bool, again: str = ""
+) -> bool:
+    """Run stage `name` unless it may be skipped; True when it ran. `again`: the command line that resumes
+    it once interrupted (the interrupt message names it when `force` would start it over)."""
     configure_threads(cfg.threads)
     dist = distributed.info()
     folder = Path(cfg.out) / name
@@ -85,7 +89,7 @@ def _run_stage(cfg: RunConfig, name: str, force: bool, skip_done: bool, command:
         print(f"[{name}] started -> {folder}", flush=True)
     distributed.barrier()
     started = time.time()
-    RUNNING.update(out=str(cfg.out), stage=name)
+    RUNNING.update(out=str(cfg.out), stage=name, force=force, again=again)
     with manifest.recording(folder):
         if dist.is_main or name in DISTRIBUTED_STAGES:
             importlib.import_module(f"headsteer.stages.{name}").run(cfg, folder)
@@ -124,7 +128,7 @@ def run_stage(cfg: RunConfig, name: str, force: bool = False, skip_done: bool = 
     check_foreign(Path(cfg.out) / name)
     with _lock(cfg):
         check_upstream(cfg, name, command)
-        return _run_stage(cfg, name, force, skip_done, command, upstream_ran=False)
+        return _run_stage(cfg, name, force, skip_done, command, False, command_for(command, name, cfg.out))
 
 
 def run_all(cfg: RunConfig, force: bool = False, command: str = "") -> None:
@@ -136,4 +140,4 @@ def run_all(cfg: RunConfig, force: bool = False, command: str = "") -> None:
     with _lock(cfg):
         ran = False
         for name in names:
-            ran = _run_stage(cfg, name, force, True, command, upstream_ran=ran) or ran
+            ran = _run_stage(cfg, name, force, True, command, ran, command or command_for("", "run", cfg.out)) or ran

@@ -25,8 +25,8 @@ from headsteer.config import RunConfig
 from headsteer.config_loader import config_diff
 from headsteer.data import UNAVAILABLE, data_fingerprint
 from headsteer.errors import HeadsteerError
-from headsteer.integrity import artifacts, damage, stale
-from headsteer.io import git_sha, read_json, write_json, write_text
+from headsteer.integrity import artifacts, damage, read_record, stale
+from headsteer.io import git_sha, write_json, write_text
 
 # Config sections each stage's result depends on (a change upstream invalidates downstream stages).
 SECTIONS = {
@@ -36,8 +36,9 @@ SECTIONS = {
     "steer": ["seed", "data", "model", "prune", "extract", "sae", "steer"],
     "report": ["seed", "data", "model", "prune", "extract", "sae", "steer"],
 }
-RUNNING: dict[str, str] = {}
-"""{'out': run folder, 'stage': name} while a stage runs (what an interrupted command resumes)."""
+RUNNING: dict = {}
+"""{'out': run folder, 'stage': name, 'force': bool, 'again': the command that resumes it} while a stage
+runs (what an interrupted command resumes, and how)."""
 CHECKPOINT = "checkpoint.safetensors"
 
 Redo = Literal["resume", "again", "over"]
@@ -78,12 +79,12 @@ def check_foreign(folder: Path) -> None:
 
 
 def _recorded(folder: Path) -> dict | None:
-    """config.json of a stage folder ({} when unreadable: treated as another config), None without one."""
+    """config.json of a stage folder ({} when unreadable or not a stage record), None without one."""
     path = folder / "config.json"
     if not path.is_file():
         return None
     try:
-        return read_json(path)
+        return read_record(path)
     except HeadsteerError:
         return {}
 
@@ -103,6 +104,8 @@ def finished(folder: Path, wanted: dict, inputs: dict[str, str]) -> bool:
 def unfinished_reason(folder: Path, wanted: dict, inputs: dict[str, str]) -> str:
     """Why `finished` is False, as a phrase following the stage's name."""
     record = _recorded(folder)
+    if record == {}:
+        return f"has an unreadable {folder / 'config.json'} (or one headsteer did not write)"
     if record is None or not (folder / "done.json").is_file():
         return "has not finished"
     if record.get("config") != wanted:
@@ -127,20 +130,26 @@ def clean(folder: Path, keep: Callable[[str], bool] = lambda rel: False) -> None
     """Delete what headsteer wrote in `folder` (the files its manifest lists, their dead writers' temp
     files, the folders that leaves empty) except what `keep` keeps. Nothing else is touched."""
     kept, parents = [], set()
-    for rel in manifest.listed(folder):
-        path = folder / rel
-        if not _inside(folder, rel):
-            continue
-        if keep(rel) and path.is_file():
-            kept.append(rel)
-            continue
-        if path.is_file() or path.is_symlink():
-            path.unlink()
-        remove_stale_temps(path)
-        parents.update(p for p in Path(rel).parents if p != Path("."))
-    for sub in sorted(parents, key=lambda p: -len(p.parts)):  # deepest first
-        if (folder / sub).is_dir() and not any((folder / sub).iterdir()):
-            (folder / sub).rmdir()
+    try:
+        for rel in manifest.listed(folder):
+            path = folder / rel
+            if not _inside(folder, rel):
+                continue
+            if keep(rel) and path.is_file():
+                kept.append(rel)
+                continue
+            if path.is_file() or path.is_symlink():
+                path.unlink()
+            remove_stale_temps(path)
+            parents.update(p for p in Path(rel).parents if p != Path("."))
+        for sub in sorted(parents, key=lambda p: -len(p.parts)):  # deepest first
+            if (folder / sub).is_dir() and not any((folder / sub).iterdir()):
+                (folder / sub).rmdir()
+    except OSError as exc:  # a read-only folder: the files not yet removed stay, still listed
+        raise HeadsteerError(
+            f"cannot remove {exc.filename or folder} to redo the {folder.name} stage ({exc.strerror or exc}); make "
+            f"{folder} writable (chmod -R u+w {shlex.quote(str(folder))}) or choose another --out"
+        ) from None
     write_text(folder / manifest.MARKER, manifest.HEADER + "".join(f"{rel}\n" for rel in kept))
     others = [str(p.relative_to(folder)) for p in sorted(folder.rglob("*")) if p.is_file()]
     others = [rel for rel in others if rel not in kept and rel != manifest.MARKER]
@@ -155,25 +164,33 @@ def prepare(
 ) -> Path:
     """Make (or check) the stage folder and clean it as `redo` says. A folder made by another config is
     refused unless `force`, or unless it holds nothing valid (then it simply starts over); one made from
-    earlier results that were redone since (`inputs`) starts over."""
+    earlier results that were redone since (`inputs`) starts over, whatever its config: its results
+    belong to earlier results that are gone (what an interrupted `run --force` leaves after its stage)."""
     folder = Path(cfg.out) / stage
     check_foreign(folder)
     record = _recorded(folder)
+    if record == {}:  # which config (and which earlier results) made the folder is unknown
+        print(
+            f"[{stage}] {folder / 'config.json'} is unreadable or not a stage record: starting {stage} over", flush=True
+        )
+        record, redo = None, "over"
     old = record.get("config") if record is not None else None
     redone = stale((record or {}).get("inputs"), inputs)  # earlier stages redone since this one was made
     if old is not None and old != wanted:
-        if holds_results(folder) and not force:
+        if holds_results(folder) and not force and not (redone and "inputs" in record):
             changes = "; ".join(config_diff(old, wanted)[:5])
             raise HeadsteerError(
                 f"run folder {folder} was made by a different config ({changes}); pass --force to "
                 f"redo the stage there, or --out to write elsewhere"
             )
         redo = "over"
-    elif record is not None and redone and holds_results(folder):
-        print(
-            f"[{stage}] the {', '.join(redone)} stage was redone since this one started: starting {stage} over",
-            flush=True,
+    if record is not None and redone and holds_results(folder):
+        why = (
+            f"the {', '.join(redone)} stage was redone since this one started"
+            if "inputs" in record
+            else f"{folder / 'config.json'} does not record the earlier results it was made from (an older headsteer)"
         )
+        print(f"[{stage}] {why}: starting {stage} over", flush=True)
         redo = "over"
     if redo == "over" and folder.is_dir():
         clean(folder)
@@ -206,7 +223,7 @@ def mark_done(cfg: RunConfig, stage: str, folder: Path, wanted: dict, seconds: f
     """Write done.json (the artifacts' sizes and digests). Data that could not be read when the stage
     started (a CIFAR-100 download) gets its fingerprint recorded now that it is there."""
     if wanted.get("data_fingerprint") == UNAVAILABLE:
-        record = read_json(folder / "config.json")
+        record = read_record(folder / "config.json")
         write_json(folder / "config.json", {**record, "config": stage_config(cfg, stage)})
     write_json(
         folder / "done.json",

@@ -17,6 +17,7 @@ from headsteer.analysis.report import write_html, write_markdown
 from headsteer.analysis.results import build_results, findings, verdict
 from headsteer.config import RunConfig
 from headsteer.data import load_dataset
+from headsteer.integrity import read_record
 from headsteer.io import git_sha, read_json, read_tensors, write_json
 from headsteer.model.build import model_name
 from headsteer.sae.topk import TopKSAE
@@ -30,15 +31,15 @@ def test_codes(cfg: RunConfig, layer: int) -> torch.Tensor:
         return torch.cat([sae.encode(x) for x in test.cls.split(4096)])
 
 
-def explorer_data(cfg: RunConfig, results: dict, z: torch.Tensor, ds) -> dict:
+def explorer_data(cfg: RunConfig, results: dict, z: torch.Tensor, ds, per_class: dict) -> dict:
     """The interactive explorer's data (analysis.explorer): steering points, alive latents, thumbnails."""
     steer_dir = Path(cfg.out) / "steer"
     lat = read_tensors(steer_dir / "latents.safetensors")
-    labels = ds.test.labels
     doc, used = explorer.latents(lat, z, ds.classes)
     sweep, axes = read_tensors(steer_dir / "sweep.safetensors"), read_json(steer_dir / "sweep.json")
+    counts, ci = per_class["class_test_images"], per_class["per_class_ci"]
     return {
-        "steering": explorer.steering(results, sweep, axes, torch.bincount(labels, minlength=len(ds.classes))),
+        "steering": explorer.steering(results, sweep, axes, counts, ci),
         "latents": doc,
         "sprite": explorer.sprite(ds.test.images[used]),
         "effect_alpha": read_json(steer_dir / "metrics.json")["head_effect"]["alpha"],
@@ -157,7 +158,9 @@ def band_figure(results: dict, folder: Path) -> list[tuple[str, Path, str]]:
     ]
 
 
-def make_figures(prune: dict, steer: dict, results: dict, folder: Path) -> list[tuple[str, Path, str]]:
+def make_figures(
+    prune: dict, steer: dict, results: dict, folder: Path, iou: torch.Tensor
+) -> list[tuple[str, Path, str]]:
     """(title, PNG path, caption) of every figure of the report."""
     st = results["steering"]
     base = st["unsteered"]
@@ -205,7 +208,7 @@ def make_figures(prune: dict, steer: dict, results: dict, folder: Path) -> list[
             (
                 "Fig. 5 — overlap of per-class latent sets",
                 fig.class_overlap_matrix(
-                    steer["class_overlap"]["iou"],
+                    iou,
                     classes,
                     steer["class_overlap"]["top_pairs"],
                     folder / "fig5_overlap.png",
@@ -222,14 +225,15 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     results = build_results(prune, sae, steer)
     results["model"] = model_name(cfg.model)  # the geometry really trained, when the config overrode timm's
     lines, top = findings(results), verdict(results)
-    figures = make_figures(prune, steer, results, folder)
+    per_class = read_tensors(run_dir / "steer" / "per_class.safetensors")
+    figures = make_figures(prune, steer, results, folder, per_class["class_overlap_iou"])
     z, ds = test_codes(cfg, steer["layer"]), load_dataset(cfg.data)
     cards = latent_cards(cfg, steer, folder, z, ds)
-    command = read_json(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
+    command = read_record(folder / "config.json").get("command") or f"headsteer run CONFIG --out {cfg.out}"
     meta = {"git_sha": git_sha(), "created": time.strftime("%Y-%m-%d %H:%M"), "command": command}
     write_json(folder / "results.json", results)
     write_markdown(folder / "results.md", results, steer, top + lines, command)
-    explore = explorer_data(cfg, results, z, ds)
+    explore = explorer_data(cfg, results, z, ds, per_class)
     lead = lead_figures(results, folder)
     write_html(folder / "report.html", results, steer, lines, top, figures, cards, meta, explore, lead)
     print(f"[report] {folder / 'report.html'}")

@@ -53,5 +53,8 @@ def interrupted(exc: KeyboardInterrupt) -> int:
     the exit status: 143 for SIGTERM, 130 for Ctrl-C."""
     name, status = ("interrupted (SIGTERM)", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
     what = resume_hint(RUNNING["out"], RUNNING["stage"]) if RUNNING else "finished stages are kept"
-    print(f"headsteer: {name}; run the same command again: {what}", file=sys.stderr)
+    how = "run the same command again"
+    if RUNNING.get("force"):  # --force again would start every stage it names over
+        how = f"run it again without --force (`{RUNNING['again']}`)"
+    print(f"headsteer: {name}; {how}: {what}", file=sys.stderr)
     return status

@@ -182,8 +182,10 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     by_layer = {}
     for layer in layers:
         sub = folder / f"layer_{layer}"
-        done = sub / "metrics.json"
-        by_layer[str(layer)] = read_json(done) if done.is_file() else train_layer(cfg, pm, sub, layer, device)
+        done = sub / "metrics.json"  # a finished layer's marker; one of another shape is trained (resumed) again
+        record = read_json(done) if done.is_file() else None
+        finished = isinstance(record, dict) and "mse" in record
+        by_layer[str(layer)] = record if finished else train_layer(cfg, pm, sub, layer, device)
     metrics = {**by_layer[str(headline)], "by_layer": by_layer}
     write_json(folder / "metrics.json", metrics)
     return metrics

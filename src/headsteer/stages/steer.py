@@ -35,7 +35,7 @@ from headsteer.steer.reach import ReachSettings
 from headsteer.steer.readout import readout_record
 from headsteer.steer.sensitivity import FLOOR_PTS, layer_sensitivity
 from headsteer.steer.stats import IndexSets, latent_sets
-from headsteer.steer.summary import curves, per_class_cis, random_band, set_overlaps, unsteered
+from headsteer.steer.summary import curves, per_class_tables, random_band, set_overlaps, unsteered
 from headsteer.steer.sweep import Scorer, SweepGrid, SweepResult, run_sweep
 from headsteer.steer.tails import OutcomeCache, make_tail
 from headsteer.steer.uncertainty import Bootstrap
@@ -116,7 +116,6 @@ def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base:
     out = {
         "curves": curves(res, sc.mode, boot),
         "curves_by_mode": {m: curves(res, m) for m in res.grid.modes},
-        "per_class_ci": per_class_cis(res, sc.mode, boot, test.labels, len(classes)),
         "random_band": random_band(res, sc.mode),
         "threshold": threshold.summary(),
         "mean_shift": {s: c.summary() for s, c in mean_shift.items()},
@@ -255,7 +254,9 @@ def headline_layer(cfg: RunConfig, pm: PrunedModel, layer: int, folder: Path) ->
     fit_seconds = time.time() - t1
     metrics.update(analyses(cfg, res, test, classes, base, j))
     metrics["attention_macs_per_head"], metrics["num_layers"] = macs_per_head(pm.model), pm.model.depth
-    metrics["overlap"], metrics["class_overlap"] = set_overlaps(sets, classes)
+    ov = set_overlaps(sets, classes)
+    metrics["overlap"], metrics["class_overlap"] = ov.means, {"top_pairs": ov.top_pairs}
+    write_tensors(folder / "per_class.safetensors", per_class_tables(res, sc.mode, boot, test.labels, ov))
     if rsae is not None:
         path, C = folder / "latents_untrained.safetensors", len(classes)
         metrics["untrained_sae"] = fitted.untrained_frequency_sets(

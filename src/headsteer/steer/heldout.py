@@ -3,6 +3,9 @@
 Picking the best of C classes and reporting its gain on the same images mostly reports noise; here the
 halves come from a seeded permutation, the ranking uses the first half only, and every reported gain
 (against alpha = 0, the SAE reconstruction) comes with a paired bootstrap CI over the second half.
+Only classes with test images in both halves are ranked (which classes those are depends on the labels
+alone, not on any outcome); a class without an image in a half has no gain there: `null`, with the
+reason, in `all_classes`.
 """
 
 from __future__ import annotations
@@ -43,6 +46,15 @@ def _class_row(c: int, name: str, rows: torch.Tensor, test: Activations, before,
     }
 
 
+def _gains(name: str, selection: float | None, report: float | None) -> dict:
+    """A class's gain on each half; None (with the reason) on a half that holds none of its images."""
+    row = {"class": name, "gain_selection_half": selection, "gain_report_half": report}
+    missing = [half for half, v in (("selection", selection), ("report", report)) if v is None]
+    if missing:
+        row["reason"] = f"no test image of this class in the {' or the '.join(missing)} half"
+    return row
+
+
 def top_classes_heldout(
     res: SweepResult,
     test: Activations,
@@ -68,7 +80,9 @@ def top_classes_heldout(
     C = len(classes)
     gain_sel = class_mean(gain[select], test.labels[select], C)
     gain_rep = class_mean(gain[report], test.labels[report], C)
-    order = sorted(range(C), key=lambda c: -gain_sel[c].item())
+    in_sel = torch.bincount(test.labels[select], minlength=C) > 0  # (C,) the class has images in the half
+    in_rep = torch.bincount(test.labels[report], minlength=C) > 0
+    order = sorted((c for c in range(C) if in_sel[c] and in_rep[c]), key=lambda c: -gain_sel[c].item())
     before, after = (correct[a0], usage[a0]), (correct[ai], usage[ai])
     top = [_class_row(c, classes[c], report, test, before, after, boot) for c in order[:n_top]]
     heads = res.sample_heads[mi, li, si][:, report].float()  # (A, N_report, H)
@@ -79,7 +93,7 @@ def top_classes_heldout(
         t["heads_kept"] = [h for h in range(head1.shape[1]) if head1[c, h] >= 0.5]
         t["alpha"] = g.alphas[ai]
     rows = [
-        {"class": classes[c], "gain_selection_half": gain_sel[c].item(), "gain_report_half": gain_rep[c].item()}
+        _gains(classes[c], gain_sel[c].item() if in_sel[c] else None, gain_rep[c].item() if in_rep[c] else None)
         for c in range(C)
     ]
     return {

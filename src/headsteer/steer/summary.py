@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from headsteer.classwise import class_mean
@@ -46,18 +48,47 @@ def curves(res: SweepResult, mode: str, boot: Bootstrap | None = None) -> dict:
     return _by_cell(res, mode, cell)
 
 
-def per_class_cis(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Tensor, C: int) -> dict:
-    """{source: {strategy: {"accuracy" | "head_usage": (A, C, 2) CI of each class's change against alpha = 0}}}."""
-    a0 = res.grid.alphas.index(0.0)
+METRICS = ("accuracy", "head_usage")
+"""The per-class CI table's metric axis."""
 
-    def by_class(values: torch.Tensor) -> list:  # values (N, A)
-        per_class = [boot.delta_ci(values, values[:, a0], rows=labels == c) for c in range(C)]  # (2, A) each
-        return torch.stack(per_class).permute(2, 0, 1).tolist()  # (A, C, 2)
 
-    def cell(ix: tuple) -> dict:
-        return {"accuracy": by_class(res.sample_correct[ix].T), "head_usage": by_class(res.sample_usage[ix].T)}
+def _distinct_columns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(first, where) of x (B, P): one column of each distinct kind, and for every column the position of
+    its kind in `first`. Columns are grouped by a seeded random projection, and a group is kept only if
+    its columns are equal to the element (torch.unique(dim=1) sorts the columns: ten times slower)."""
+    g = torch.Generator().manual_seed(0)
+    h = torch.rand(x.shape[0], dtype=torch.float64, generator=g) @ x.double()  # (P,) equal columns: equal h
+    _, where = torch.unique(h, return_inverse=True)
+    n = torch.arange(x.shape[1])
+    first = torch.full((int(where.max()) + 1,), x.shape[1]).scatter_reduce_(0, where, n, "amin")
+    if not torch.equal(x, x.index_select(1, first[where])):  # two different columns met the same h: no grouping
+        return n, n
+    return first, where
 
-    return _by_cell(res, mode, cell)
+
+def per_class_cis(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Tensor, C: int) -> torch.Tensor:
+    """(Ls, S, 2, A, C, 2) float32: the 95 % CI [lo, hi] of each class's change against alpha = 0, per label
+    source, strategy, metric (METRICS) and alpha of `mode`, paired over the class's test images (zeros for
+    a class without test images). Alphas whose resampled means are equal share one interval, computed
+    once (the same numbers as one interval per alpha): a class of few images has few distinct columns,
+    so many classes of few images cost about what a few classes of many images do."""
+    g = res.grid
+    mi, a0, A = g.modes.index(mode), g.alphas.index(0.0), len(g.alphas)
+    deltas = [  # (N, A) change against alpha = 0 of each (source, strategy, metric), in the output's order
+        values - values[:, a0, None]
+        for li in range(len(g.label_sources))
+        for si in range(len(g.strategies))
+        for values in (res.sample_correct[mi, li, si].T, res.sample_usage[mi, li, si].T)
+    ]
+    out = torch.zeros(len(deltas), A, C, 2)
+    for c in range(C):
+        rows = (labels == c).nonzero().squeeze(1)
+        if rows.numel():
+            sub = boot.restricted(rows)
+            means = torch.cat([sub.means(d[rows]) for d in deltas], dim=1)  # (B, len(deltas) * A)
+            first, where = _distinct_columns(means)
+            out[:, :, c] = sub.interval(means[:, first]).T[where].view(len(deltas), A, 2)
+    return out.view(len(g.label_sources), len(g.strategies), len(METRICS), A, C, 2)
 
 
 BAND_DRAWS = 40
@@ -80,18 +111,62 @@ def random_band(res: SweepResult, mode: str) -> dict | None:
     return out
 
 
-def set_overlaps(sets: IndexSets, classes: list[str]) -> tuple[dict, dict]:
-    """Global vs per-class overlap (means over classes) and the class x class overlap with top pairs."""
+@dataclass
+class Overlaps:
+    """How much the strategies' latent sets share."""
+
+    means: dict
+    """Global vs per-class (and per-class-specific) sets: IoU and |∩|/|S|, means over classes."""
+    top_pairs: list[dict]
+    """The 10 class pairs whose per-class sets overlap most: {a, b, iou, frac}."""
+    iou: torch.Tensor
+    """(C, C) IoU of the per-class sets."""
+    frac: torch.Tensor
+    """(C, C) |S_a ∩ S_b| / |S_a| of the per-class sets."""
+
+
+TOP_PAIRS = 10
+
+
+def _top_pairs(iou_mat: torch.Tensor) -> list[tuple[float, int, int]]:
+    """(iou, a, b) of the TOP_PAIRS pairs a < b of highest IoU, ties to the higher (a, b) first."""
+    a, b = torch.triu_indices(iou_mat.shape[0], iou_mat.shape[0], 1)  # (P,) each, (a, b) ascending
+    vals = iou_mat[a, b]
+    if not vals.numel():
+        return []
+    k = min(TOP_PAIRS, vals.numel())
+    kth = vals.topk(k).values[-1]
+    above = (vals > kth).nonzero().squeeze(1)
+    ties = (vals == kth).nonzero().squeeze(1)  # ascending (a, b): the last ones come first
+    picked = torch.cat([above, ties[ties.numel() - (k - above.numel()) :]])
+    return sorted(zip(vals[picked].tolist(), a[picked].tolist(), b[picked].tolist(), strict=True), reverse=True)
+
+
+def set_overlaps(sets: IndexSets, classes: list[str]) -> Overlaps:
+    """Global vs per-class overlap (means over classes) and the class x class overlap with its top pairs."""
     C = len(classes)
     iou_mat, frac_mat = class_overlap(sets.per_class)
-    pairs = sorted(((iou_mat[a, b].item(), a, b) for a in range(C) for b in range(a + 1, C)), reverse=True)[:10]
-    overlap = {
+    means = {
         "global_vs_per_class_iou": sum(iou(sets.global_, sets.per_class[c]) for c in range(C)) / C,
         "global_vs_per_class_frac": sum(overlap_frac(sets.global_, sets.per_class[c]) for c in range(C)) / C,
         "global_vs_per_class_specific_iou": sum(iou(sets.global_, sets.per_class_specific[c]) for c in range(C)) / C,
     }
-    top = [{"a": classes[a], "b": classes[b], "iou": v, "frac": frac_mat[a, b].item()} for v, a, b in pairs]
-    return overlap, {"iou": iou_mat.tolist(), "frac": frac_mat.tolist(), "top_pairs": top}
+    top = [
+        {"a": classes[a], "b": classes[b], "iou": v, "frac": frac_mat[a, b].item()} for v, a, b in _top_pairs(iou_mat)
+    ]
+    return Overlaps(means, top, iou_mat, frac_mat)
+
+
+def per_class_tables(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Tensor, ov: Overlaps) -> dict:
+    """steer/per_class.safetensors: the tables that grow with the number of classes C, kept out of
+    metrics.json and results.json (whose size they would set with many classes)."""
+    C = ov.iou.shape[0]
+    return {
+        "per_class_ci": per_class_cis(res, mode, boot, labels, C),
+        "class_overlap_iou": ov.iou,
+        "class_overlap_frac": ov.frac,
+        "class_test_images": torch.bincount(labels, minlength=C),
+    }
 
 
 def unsteered(predictions: torch.Tensor, labels: torch.Tensor, layer_masks: torch.Tensor, C: int) -> dict:

@@ -29,6 +29,10 @@ class Bootstrap:
         w = torch.zeros(resamples, n).scatter_add_(1, idx, torch.ones(resamples, n))
         return cls(w, level)
 
+    def restricted(self, rows: torch.Tensor) -> "Bootstrap":
+        """The same resamples over `rows` (indices or a bool mask) only: weights (B, len(rows))."""
+        return Bootstrap(self.weights[:, rows], self.level)
+
     def means(self, values: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """(B, P) resampled means of the columns of values (N, P), over `rows` (bool (N,)) only if given."""
         w = self.weights if rows is None else self.weights[:, rows]
