@@ -60,12 +60,13 @@ def test_pretrained_file_is_not_rewritten_into_pretrained():
 
 
 def test_missing_config_file(tmp_path, monkeypatch):
-    with pytest.raises(HeadsteerError, match="not found; the shipped configs are in configs/"):
+    shipped = "give a YAML file or a shipped config's name: cifar100_vit_small, demo, fmnist_vit_small, smoke"
+    with pytest.raises(HeadsteerError) as err:
         load_config(tmp_path / "nope.yaml")
+    assert str(err.value) == f"config file {tmp_path / 'nope.yaml'} not found; {shipped}"
     monkeypatch.chdir(tmp_path)
     with pytest.raises(HeadsteerError) as err:
         load_config("configs/nope.yaml")
     assert str(err.value) == (
-        f"config file configs/nope.yaml not found (relative to the current directory, {Path.cwd()}); "
-        "the shipped configs are in configs/"
+        f"config file configs/nope.yaml not found (relative to the current directory, {Path.cwd()}); {shipped}"
     )

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
+from headsteer import shipped
 from headsteer.config import RunConfig
 from headsteer.errors import HeadsteerError
 
@@ -150,13 +151,11 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config (or defaults when `path` is None), apply overrides, validate; paths made absolute."""
+    """Read a YAML config (a file, or a shipped config's name; defaults when `path` is None), apply overrides,
+    validate; paths made absolute."""
     data: dict = {}
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            where = "" if path.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
-            raise HeadsteerError(f"config file {path} not found{where}; the shipped configs are in configs/")
+        path = shipped.resolve(path)  # a file, or a shipped config's name ('demo')
         try:
             data = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as exc:
