@@ -9,7 +9,7 @@ import timm
 import torch
 
 from headsteer.config import ExtractConfig, RunConfig
-from headsteer.data import BatchTransform, ImageDataset, load_dataset
+from headsteer.data import BatchTransform, ImageDataset, iterate, load_dataset
 from headsteer.errors import HeadsteerError
 from headsteer.model.adavit import AdaViT
 from headsteer.model.build import build_model, load_weights, meta_model, normalization
@@ -71,6 +71,20 @@ def load_pruned(cfg: RunConfig, device: torch.device) -> PrunedModel:
     built = build_for(cfg, ds, device)
     load_weights(built.model, Path(cfg.out) / "prune" / "model.safetensors")
     return PrunedModel(ds, built.model.eval(), built.test_tf)
+
+
+def captured_tokens(cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """(N, T, d) tokens entering `layer` over the test images (or the rows given), on the CPU."""
+    device = next(pm.model.parameters()).device
+    test = pm.data.test
+    split = test if rows is None else type(test)(test.images[rows], test.labels[rows])
+    with torch.inference_mode():
+        return torch.cat(
+            [
+                pm.model(pm.test_tf(images).to(device), capture=(layer,)).captured[layer].cpu()
+                for images, _ in iterate(split, cfg.prune.eval_batch_size)
+            ]
+        )
 
 
 def study_layers(model: AdaViT, cfg: ExtractConfig) -> tuple[int, list[int]]:

@@ -15,9 +15,9 @@ import torch
 
 from headsteer.activations import Activations, extracted_layers, load_split
 from headsteer.config import RunConfig
-from headsteer.data import iterate, seeded_subset
+from headsteer.data import seeded_subset
 from headsteer.io import read_tensors, write_json, write_tensors
-from headsteer.model.configured import PrunedModel, load_pruned
+from headsteer.model.configured import PrunedModel, captured_tokens, load_pruned
 from headsteer.model.macs import macs_per_head
 from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE
@@ -63,20 +63,6 @@ def latent_sets(
         },
     )
     return sets
-
-
-def captured_tokens(cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Tensor | None = None) -> torch.Tensor:
-    """(N, T, d) tokens entering `layer` over the test images (or the rows given), on the CPU."""
-    device = next(pm.model.parameters()).device
-    test = pm.data.test
-    split = test if rows is None else type(test)(test.images[rows], test.labels[rows])
-    with torch.inference_mode():
-        return torch.cat(
-            [
-                pm.model(pm.test_tf(images).to(device), capture=(layer,)).captured[layer].cpu()
-                for images, _ in iterate(split, cfg.prune.eval_batch_size)
-            ]
-        )
 
 
 def sensitivities(
