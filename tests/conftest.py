@@ -114,3 +114,17 @@ def pipeline(fashion_dir, tmp_path_factory):
     for stage in ("prune", "extract", "sae", "steer", "report"):
         run_stage(cfg, stage)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def run(pipeline):
+    """`headsteer.load_run` of the `pipeline` run, on the CPU (the API tests share it, and its sweep tails)."""
+    import headsteer
+
+    return headsteer.load_run(pipeline.out, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def test_split(run):
+    """The `pipeline` run's test images and labels."""
+    return run.data.test

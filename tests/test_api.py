@@ -19,16 +19,6 @@ from headsteer.config_docs import field_docs
 from headsteer.errors import HeadsteerError
 
 
-@pytest.fixture(scope="module")
-def run(pipeline):
-    return headsteer.load_run(pipeline.out, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def test_split(run):
-    return run.data.test
-
-
 def _at(curve: dict, i: int) -> tuple:
     return curve["accuracy"][i], curve["head_usage"][i], curve["head_usage_overall"][i]
 

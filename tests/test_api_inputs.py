@@ -13,16 +13,6 @@ import headsteer
 from headsteer.errors import HeadsteerError
 
 
-@pytest.fixture(scope="module")
-def run(pipeline):
-    return headsteer.load_run(pipeline.out, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def test_split(run):
-    return run.data.test
-
-
 def _error(call) -> str:
     with pytest.raises(HeadsteerError) as err:
         call()

@@ -68,53 +68,56 @@ def _stage_examples(name: str) -> str:
     return STAGE_EXAMPLES.format(name=name) + (REDO_EXAMPLE.format(name=name, override=override) if override else "")
 
 
+def _command(sub, name: str, help_text: str, epilog: str, usage: str) -> argparse.ArgumentParser:
+    """A subcommand's parser: its help, examples and usage line, and --debug."""
+    p = sub.add_parser(
+        name, help=help_text, description=help_text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.usage = usage
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
 def _stage_parser(sub, name: str, help_text: str) -> None:
     """`headsteer run|<stage> CONFIG [overrides] [--out DIR] [--force] [--debug]`."""
-    p = sub.add_parser(
-        name,
-        help=help_text,
-        description=help_text,
-        epilog=OVERRIDES + (RUN_EXAMPLES if name == "run" else _stage_examples(name)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
+    epilog = OVERRIDES + (RUN_EXAMPLES if name == "run" else _stage_examples(name))
+    usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
+    p = _command(sub, name, help_text, epilog, usage)
     p.add_argument("config", help=CONFIG_HELP)
     p.add_argument("--out", metavar="DIR", help="run directory, relative to the current directory (overrides `out`)")
     p.add_argument("--force", action="store_true", help="redo stages whose folder was made by another config")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
 def _config_parser(sub) -> None:
     """`headsteer config CONFIG [overrides] [--keys]`: the resolved config, every default included."""
     help_text = "print the resolved config (YAML, every key with its default); --keys adds what each key means"
-    p = sub.add_parser(
-        "config",
-        help=help_text,
-        description=help_text,
-        epilog=OVERRIDES + CONFIG_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.usage = "headsteer config CONFIG [key.sub=value ...] [--keys] [--debug] | headsteer config --list"
+    usage = "headsteer config CONFIG [key.sub=value ...] [--keys] [--debug] | headsteer config --list"
+    p = _command(sub, "config", help_text, OVERRIDES + CONFIG_EXAMPLES, usage)
     p.add_argument("config", nargs="?", help=CONFIG_HELP)
     p.add_argument("--keys", action="store_true", help="put each key's meaning above it, as a YAML comment")
     p.add_argument("--list", action="store_true", help="list the configs shipped with headsteer")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
 def _init_parser(sub) -> None:
     """`headsteer init NAME [DIR]`: a shipped config copied out to edit."""
     help_text = "write a shipped config to DIR/NAME.yaml (default: the current folder) to edit; never overwrites"
-    p = sub.add_parser(
-        "init",
-        help=help_text,
-        description=help_text,
-        epilog=INIT_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.usage = "headsteer init NAME [DIR] [--debug]"
+    p = _command(sub, "init", help_text, INIT_EXAMPLES, "headsteer init NAME [DIR] [--debug]")
     p.add_argument("name", help="a shipped config's name (`headsteer config --list`)")
     p.add_argument("dir", nargs="?", default=".", help="folder to write NAME.yaml into (default: the current one)")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+
+
+def _aggregate_parser(sub) -> None:
+    """`headsteer aggregate RUN_DIR ...`: run directories, not a config."""
+    help_text = "combine runs of one config with different seed=: mean ± sd per figure, conclusions that hold"
+    epilog = "example:\n  headsteer aggregate runs/demo runs/demo-seed1 runs/demo-seed2 --out runs/demo-seeds"
+    usage = "headsteer aggregate RUN_DIR [RUN_DIR ...] [--out DIR] [--debug]"
+    p = _command(sub, "aggregate", help_text, epilog, usage)
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="folders made by `headsteer run CONFIG seed=N`")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="report folder, relative to the current directory (default: the runs' common parent + /aggregate)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -132,22 +135,7 @@ def _parser() -> argparse.ArgumentParser:
         _stage_parser(sub, name, help_text)
     _config_parser(sub)
     _init_parser(sub)
-    help_text = "combine runs of one config with different seed=: mean ± sd per figure, conclusions that hold"
-    p = sub.add_parser(
-        "aggregate",
-        help=help_text,
-        description=help_text,
-        epilog="example:\n  headsteer aggregate runs/demo runs/demo-seed1 runs/demo-seed2 --out runs/demo-seeds",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # run directories, not a config
-    p.usage = "headsteer aggregate RUN_DIR [RUN_DIR ...] [--out DIR] [--debug]"
-    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="folders made by `headsteer run CONFIG seed=N`")
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="report folder, relative to the current directory (default: the runs' common parent + /aggregate)",
-    )
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _aggregate_parser(sub)
     return parser
 
 

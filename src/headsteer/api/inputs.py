@@ -130,7 +130,7 @@ def finite(value, key: str) -> float:
     return float(value)
 
 
-def batch_size(value, default: int) -> int:
+def as_batch_size(value, default: int) -> int:
     """`value` (None = `default`) as a batch size >= 1."""
     if value is None:
         return default

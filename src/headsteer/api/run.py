@@ -10,9 +10,8 @@ from typing import Any, Callable, Sequence
 import torch
 
 from headsteer.activations import extracted_layers
-from headsteer.api import inputs
 from headsteer.api.folder import open_folder
-from headsteer.api.inputs import ImageInput, as_batch, as_labels, check_layer, finite, latent_ids
+from headsteer.api.inputs import ImageInput, as_batch, as_batch_size, as_labels, check_layer, finite, latent_ids
 from headsteer.api.sets import BUILT_IN_SETS, named_set
 from headsteer.api.sweep import SweepTails, sweep_rows
 from headsteer.api.types import LatentStats, Outputs, RunSAE
@@ -258,7 +257,7 @@ class Run:
         self, batch: torch.Tensor, layer: int, batch_size: int | None, call: Callable[[torch.Tensor, slice], tuple]
     ) -> Outputs:
         """`call(model input, rows)` -> (logits, masks) over batches of `batch` (`as_batch`), as Outputs."""
-        size = inputs.batch_size(batch_size, self.config.extract.batch_size)  # the extraction's: the same numbers
+        size = as_batch_size(batch_size, self.config.extract.batch_size)  # the extraction's: the same numbers
         logits, masks = [], []
         with torch.inference_mode():
             for lo in range(0, len(batch), size):
