@@ -57,7 +57,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise bad
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise bad
+            raise HeadsteerError(f"config key '{key}' = {value!r} is not allowed; use {type_name(tp)}")
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
