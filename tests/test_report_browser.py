@@ -127,3 +127,22 @@ def test_latent_browser_opens_a_latent(browser, pipeline):
     assert lifts == sorted(lifts, reverse=True)
     browser.save_screenshot(str(run / "report" / "explorer.png"))
     assert (run / "report" / "explorer.png").stat().st_size > 10000
+
+
+def test_docs_site_browses_from_file_urls(browser, docs_site):
+    """Every navigation link of the site opens a page from file:// (no folder listing), with no console
+    error; the search box, which needs a server, is hidden there."""
+    from selenium.webdriver.common.by import By
+
+    browser.get((docs_site / "index.html").as_uri())
+    hrefs = {a.get_attribute("href").split("#")[0] for a in browser.find_elements(By.CSS_SELECTOR, "a.md-nav__link")}
+    pages = sorted(h for h in hrefs if h.startswith("file://"))
+    assert len(pages) == 15 and all(h.endswith(".html") and Path(h[len("file://") :]).is_file() for h in pages), pages
+    browser.find_element(By.CSS_SELECTOR, 'a.md-nav__link[href="configs.html"]').click()
+    assert browser.current_url == (docs_site / "configs.html").as_uri()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Configs"
+    browser.find_element(By.CSS_SELECTOR, 'a.md-nav__link[href="tutorial.html"]').click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Tutorial")
+    assert browser.execute_script("return document.querySelector('.md-search').hidden") is True
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors
