@@ -204,3 +204,18 @@ def test_a_run_whose_prune_alone_finished(pipeline, tmp_path, test_split):
         f"--out {copy}`"
     )
     assert _error(lambda: run.sae()).startswith(f"{copy} has no finished sae stage (finished: prune)")
+
+
+def test_the_sweep_benchmark_runs_quick_on_a_run(pipeline):
+    """bench/bench_api_sweep.py needs a finished run (runs/demo for the figures); --quick on the smoke run."""
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+
+    cmd = [sys.executable, "bench/bench_api_sweep.py", "--quick", "--device", "cpu", "--run", str(pipeline.out)]
+    r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
+    assert "call strategy points seconds ms_per_point" in lines and "--quick run: results not saved" in lines
+    assert any(line.startswith("sweep (first) per_class 31 ") for line in lines), r.stdout

@@ -1,0 +1,54 @@
+"""`Run.sweep` on a finished run's test split: seconds for every grid point of one strategy, the first call
+(which builds the layer's cached tail: one forward over the test split) and later ones, against
+`Run.steer` (a full forward per point); also `load_run` itself (it checks every artifact's digest).
+
+Usage: python bench/bench_api_sweep.py [--run runs/demo] [--device cpu] [--quick]
+(needs a finished run: `make demo` makes runs/demo; --quick times one call of each on the given run.)
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import headsteer
+from headsteer.benchmark import parse, parser, save, table
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ["call", "strategy", "points", "seconds", "ms_per_point"]
+STRATEGIES = ("per_class", "global", "random", "per_class_specific")
+
+
+def timed(fn) -> tuple[float, object]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def row(call: str, strategy: str, points: int, seconds: float) -> dict:
+    return {"call": call, "strategy": strategy, "points": points, "seconds": round(seconds, 3)} | {
+        "ms_per_point": round(1000 * seconds / points, 2)
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__, RESULTS)
+    p.add_argument("--run", type=Path, default=Path("runs/demo"), help="a finished run folder (default: %(default)s)")
+    args = parse(p, argv)
+    seconds, run = timed(lambda: headsteer.load_run(args.run, device=args.device))
+    rows = [row("load_run", "-", 1, seconds)]
+    strategies = STRATEGIES[:1] if args.quick else STRATEGIES
+    for call in ("first", "again"):  # first: each strategy's first sweep (the first one also builds the tail)
+        for strategy in strategies:
+            seconds, out = timed(lambda s=strategy: run.sweep(s, frame=False))
+            rows.append(row(f"sweep ({call})", strategy, len(out), seconds))
+    test = run.data.test
+    seconds, _ = timed(lambda: run.steer(test.images, strategy="per_class", labels=test.labels, alpha=1.5))
+    rows.append(row("steer (full forward)", "per_class", 1, seconds))
+    print(f"run {args.run}: {len(test)} test images, layer {run.layer}, device {run.device}")
+    table(rows, COLUMNS)
+    save("api_sweep", args, {"run": str(args.run), "test_images": len(test), "rows": rows})
+
+
+if __name__ == "__main__":
+    main()
