@@ -68,6 +68,8 @@ def test_bad_images_are_one_line(run, test_split):
     assert _error(lambda: run.forward(im.double())).startswith(f"float images range over [0, {hi}], but float pixels")
     assert _error(lambda: run.threshold(im, float("nan"))) == "shift=nan must be a finite number"
     assert _error(lambda: run.threshold(im, "0.5")) == "shift='0.5' must be a number (e.g. shift=1.5)"
+    assert _error(lambda: run.forward(im, layer="1")) == "layer='1' must be a block index (an int)"
+    assert _error(lambda: run.threshold(im, 0.1, layer=1.5)) == "layer=1.5 must be a block index (an int)"
     # float64 and float16 pixels in [0, 1] are pixels: the same outputs as the uint8 images
     assert torch.equal(run.forward(im.double() / 255).logits, run.forward(im).logits)
 

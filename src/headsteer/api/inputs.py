@@ -94,10 +94,17 @@ def _integers(values, key: str, what: str) -> torch.Tensor:
     return out.long().cpu()
 
 
+def block_index(layer, hint: str = "") -> int:
+    """`layer` when it is an int (a block index; negative counts from the end)."""
+    if isinstance(layer, bool) or not isinstance(layer, numbers.Integral):
+        raise HeadsteerError(f"layer={layer!r} must be a block index (an int){hint}")
+    return int(layer)
+
+
 def check_layer(layer: int | None, headline: int, layers: list[int], depth: int) -> int:
     """`layer` (None = the headline layer; negative = from the end) when the run has an SAE there."""
-    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, numbers.Integral)):
-        raise HeadsteerError(f"layer={layer!r} must be a block index (an int); use one of {layers}")
+    if layer is not None:
+        layer = block_index(layer, f"; use one of {layers}")
     resolved = headline if layer is None else layer % depth if -depth <= layer < depth else layer
     if resolved not in layers:
         raise HeadsteerError(f"layer={layer} has no SAE in this run; use one of {layers} (extract.layers)")

@@ -11,7 +11,16 @@ import torch
 
 from headsteer.activations import extracted_layers
 from headsteer.api.folder import open_folder
-from headsteer.api.inputs import ImageInput, as_batch, as_batch_size, as_labels, check_layer, finite, latent_ids
+from headsteer.api.inputs import (
+    ImageInput,
+    as_batch,
+    as_batch_size,
+    as_labels,
+    block_index,
+    check_layer,
+    finite,
+    latent_ids,
+)
 from headsteer.api.sets import BUILT_IN_SETS, named_set
 from headsteer.api.sweep import SweepTails, sweep_rows
 from headsteer.api.types import LatentStats, Outputs, RunSAE
@@ -165,7 +174,7 @@ class Run:
 
     def forward(self, images: ImageInput, *, layer: int | None = None, batch_size: int | None = None) -> Outputs:
         """The unsteered model on `images`; `usage` is that of `layer` (default: the headline layer)."""
-        layer = self.model.resolve_layer(self.layer if layer is None else layer, "layer")
+        layer = self.model.resolve_layer(self.layer if layer is None else block_index(layer), "layer")
         batch = as_batch(images, self.data.in_chans)
         return self._batches(batch, layer, batch_size, lambda x, rows: self._unsteered(x))
 
@@ -187,10 +196,7 @@ class Run:
         batch_size: int | None = None,
     ) -> Outputs:
         """Amplify a latent set S by `alpha` in the SAE code of `layer`'s CLS token and feed the decoded
-        embedding to that layer's decision network (Eq. 5 of the paper, the steering rule); the residual
-        stream is left as it is.
-
-        S is the index set `strategy` (a name of `index_sets`, default 'per_class') or the latent ids
+        embedding to that layer's decision network (Eq. 5); the residual stream is left as it is. S is the index set `strategy` (a name of `index_sets`, default 'per_class') or the latent ids
         `latents`: one set (|S|,) for every image, or one per class (C, |S|). Class-conditioned sets take
         each image's class from `labels`, or, without labels, from the unsteered model's prediction.
         `strategy='random'` steers with one of the R random draws, `draw` (0..R-1; needed when R > 1):
@@ -239,7 +245,7 @@ class Run:
         """The threshold baseline: `layer` keeps head h when a_h + shift > 0, a_h its decision logits (no
         SAE, no class); shift = 0 is the unsteered model. Other layers decide as usual."""
         shift = finite(shift, "shift")
-        layer = self.model.resolve_layer(self.layer if layer is None else layer, "layer")
+        layer = self.model.resolve_layer(self.layer if layer is None else block_index(layer), "layer")
         if layer not in self.model.pruned_layers:
             raise HeadsteerError(f"layer={layer} has no decision network; pruned layers: {self.model.pruned_layers}")
         batch = as_batch(images, self.data.in_chans)
@@ -280,14 +286,12 @@ class Run:
         layer: int | None = None,
         frame: bool | None = None,
     ) -> Any:
-        """Accuracy and head usage of one strategy at every alpha of `alphas` (default: the run's grid,
-        `steer.alpha_min..alpha_max`), on the run's own TEST split, computed as the steer stage computes
-        its curves: through its cached tail, so a point costs milliseconds once the layer's tail is built
-        (one forward over the test split, kept for later calls). The numbers equal results.json's curve.
-
-        `strategy` (default 'per_class') or `latents` as in `steer`; `random` averages its R draws, as
-        results.json does. `label_source`: the class a class-conditioned set uses, 'true' (labels) or
-        'predicted' (the unsteered prediction). `mode`: default `steer.mode`.
+        """Accuracy and head usage of one strategy at every alpha of `alphas` (default: the run's grid) on
+        the run's own TEST split, computed as the steer stage computes its curves (equal to results.json's):
+        through the cached tail, so a point costs milliseconds once the layer's tail is built (one forward
+        over the test split, kept for later calls). `strategy` (default 'per_class') or `latents` as in
+        `steer`; 'random' averages its R draws. `label_source`: 'true' (labels) or 'predicted' (the
+        unsteered prediction), for class-conditioned sets. `mode`: default `steer.mode`.
 
         Returns one row per alpha {strategy, mode, label_source, alpha, accuracy, head_usage,
         head_usage_overall} (Python floats): a pandas DataFrame when pandas is installed (frame=None) or
