@@ -27,7 +27,8 @@ def stored_config(run_dir: Path, stages: list[str]) -> dict:
     records = {stage: _recorded(run_dir / stage) for stage in stages}
     full = records[stages[-1]]["full_config"]
     for stage, meta in records.items():
-        own = {k: v for k, v in (meta.get("config") or {}).items() if k in full}
+        recorded = meta.get("config") if isinstance(meta.get("config"), dict) else {}
+        own = {k: v for k, v in recorded.items() if k in full}
         diff = config_diff(own, {k: full[k] for k in own})
         if diff:
             raise HeadsteerError(

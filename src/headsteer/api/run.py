@@ -196,9 +196,10 @@ class Run:
         batch_size: int | None = None,
     ) -> Outputs:
         """Amplify a latent set S by `alpha` in the SAE code of `layer`'s CLS token and feed the decoded
-        embedding to that layer's decision network (Eq. 5); the residual stream is left as it is. S is the index set `strategy` (a name of `index_sets`, default 'per_class') or the latent ids
-        `latents`: one set (|S|,) for every image, or one per class (C, |S|). Class-conditioned sets take
-        each image's class from `labels`, or, without labels, from the unsteered model's prediction.
+        embedding to that layer's decision network (Eq. 5); the residual stream is left as it is. S is
+        the index set `strategy` (a name of `index_sets`, default 'per_class') or the latent ids `latents`:
+        one set (|S|,) for every image, or one per class (C, |S|). Class-conditioned sets take each
+        image's class from `labels`, or, without labels, from the unsteered model's prediction.
         `strategy='random'` steers with one of the R random draws, `draw` (0..R-1; needed when R > 1):
         results.json reports their average, which `sweep('random')` gives. `mode`: 'pre_topk',
         'post_topk' or 'additive'. alpha = 0 is the SAE reconstruction."""
