@@ -72,7 +72,8 @@ def test_installed_wheel_runs_smoke_by_name_from_an_empty_folder(wheel, fashion_
 
     empty = tmp_path / "empty"
     empty.mkdir()
-    _sh([venv / "bin" / "headsteer", "run", "smoke", "--out", "R", f"data.root={fashion_dir}"], empty)
+    cheap = ["steer.modes=[pre_topk]", "steer.reach=false", "steer.random_draws=2"]  # the steer stage's bulk
+    _sh([venv / "bin" / "headsteer", "run", "smoke", "--out", "R", f"data.root={fashion_dir}", *cheap], empty)
     report_html = (empty / "R" / "report" / "report.html").read_text()
     assert "<style>" in report_html and (empty / "R" / "report" / "results.json").is_file()
     code = (
