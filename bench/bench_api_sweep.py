@@ -4,10 +4,13 @@
 
 Usage: python bench/bench_api_sweep.py [--run runs/demo] [--device cpu] [--quick]
 (needs a finished run: `make demo` makes runs/demo; --quick times one call of each on the given run.)
+Wall seconds depend on what else runs on the machine: the CPU seconds of this process (all its threads)
+and the load average at the end are printed beside them.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -15,19 +18,22 @@ import headsteer
 from headsteer.benchmark import parse, parser, save, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
-COLUMNS = ["call", "strategy", "points", "seconds", "ms_per_point"]
+COLUMNS = ["call", "strategy", "points", "seconds", "cpu_s", "ms_per_point"]
 STRATEGIES = ("per_class", "global", "random", "per_class_specific")
 
 
-def timed(fn) -> tuple[float, object]:
-    t0 = time.perf_counter()
+def timed(fn) -> tuple[tuple[float, float], object]:
+    """((wall seconds, CPU seconds of this process, every thread), fn())."""
+    t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
-    return time.perf_counter() - t0, out
+    return (time.perf_counter() - t0, time.process_time() - c0), out
 
 
-def row(call: str, strategy: str, points: int, seconds: float) -> dict:
-    return {"call": call, "strategy": strategy, "points": points, "seconds": round(seconds, 3)} | {
-        "ms_per_point": round(1000 * seconds / points, 2)
+def row(call: str, strategy: str, points: int, seconds: tuple[float, float]) -> dict:
+    wall, cpu = seconds
+    return {"call": call, "strategy": strategy, "points": points, "seconds": round(wall, 3)} | {
+        "cpu_s": round(cpu, 3),
+        "ms_per_point": round(1000 * wall / points, 2),
     }
 
 
@@ -45,9 +51,10 @@ def main(argv: list[str] | None = None) -> None:
     test = run.data.test
     seconds, _ = timed(lambda: run.steer(test.images, strategy="per_class", labels=test.labels, alpha=1.5))
     rows.append(row("steer (full forward)", "per_class", 1, seconds))
-    print(f"run {args.run}: {len(test)} test images, layer {run.layer}, device {run.device}")
+    load = os.getloadavg()[0]
+    print(f"run {args.run}: {len(test)} test images, layer {run.layer}, device {run.device}, load average {load:.1f}")
     table(rows, COLUMNS)
-    save("api_sweep", args, {"run": str(args.run), "test_images": len(test), "rows": rows})
+    save("api_sweep", args, {"run": str(args.run), "test_images": len(test), "load_average": load, "rows": rows})
 
 
 if __name__ == "__main__":

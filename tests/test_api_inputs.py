@@ -118,6 +118,24 @@ def test_sweep_equals_the_results_curve(run, strategy):
     assert all(type(r[k]) is float for r in rows for k in ("alpha", "accuracy", "head_usage"))
 
 
+def test_sweep_starts_from_the_stage_outcomes_and_builds_the_tail_only_when_needed(pipeline, monkeypatch):
+    from headsteer.io import read_tensors
+    from headsteer.steer.tails import OutcomeCache
+
+    stored = read_tensors(Path(pipeline.out) / "steer" / "outcomes.safetensors")
+    assert set(stored) == {"pattern", "row", "pred", "kept_after"} and stored["row"].numel() > 160
+    curve = headsteer.load_run(pipeline.out).results["steering"]["curves"]["true"]["per_class"]["head_usage"]
+    warm = headsteer.load_run(pipeline.out, device="cpu")  # nothing cached in memory yet
+    assert [r["head_usage"] for r in warm.sweep("per_class", frame=False)] == curve
+    scorer, _ = warm._tails.get(warm, warm.layer)
+    assert scorer.cache.computed == 0 and scorer.cache.tail._tail is None  # the stage's outcomes answered
+    monkeypatch.setattr(OutcomeCache, "add_pairs", lambda self, pairs: None)  # as for a run without them
+    cold = headsteer.load_run(pipeline.out, device="cpu")
+    assert [r["head_usage"] for r in cold.sweep("per_class", frame=False)] == curve
+    scorer, _ = cold._tails.get(cold, cold.layer)
+    assert scorer.cache.computed > 0 and scorer.cache.tail._tail is not None  # the tail was built and ran
+
+
 def test_sweep_of_own_latents_and_as_a_frame(run):
     pandas = pytest.importorskip("pandas")
     mine = run.sweep(latents=run.index_sets()["per_class"], alphas=[0.5, 1.5], frame=False)

@@ -1,14 +1,19 @@
 """`Run.sweep`: one strategy's curve over alpha on the run's own TEST split, computed as the steer stage
 computes its curves (`steer.sweep.run_sweep`, through the layer's cached tail `steer.tails.OutcomeCache`),
-from the same stored activations, index sets and batch sizes, so its numbers equal results.json's."""
+from the same stored activations, index sets and batch sizes, so its numbers equal results.json's. At the
+headline layer the cache starts from the outcomes the stage computed, so the run's own grid needs no
+forward pass at all."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
+import torch
+
 from headsteer.activations import Activations, load_split
 from headsteer.api.inputs import choice, finite
 from headsteer.errors import HeadsteerError
+from headsteer.io import read_tensors
 from headsteer.model.configured import captured_tokens
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.stats import IndexSets
@@ -24,9 +29,26 @@ LATENTS = "(latents)"
 """The name under which a sweep's own `latents` join the stored index sets (no set can be named so)."""
 
 
+class LazyTail:
+    """The layer's tail (`steer.tails.make_tail`), built on the first outcome the cache lacks: a sweep that
+    the steer stage's stored outcomes answer never pays for the forward over the test split it takes."""
+
+    def __init__(self, run: "Run", layer: int, test: Activations) -> None:
+        self.run, self.layer, self.model = run, layer, run.model
+        self.decision_input = test.cls.to(next(run.model.parameters()).device)  # (N, d): N, and the device
+        self._tail = None
+
+    def run_masked(self, mask: torch.Tensor, idx) -> tuple[torch.Tensor, torch.Tensor]:
+        if self._tail is None:
+            tokens = captured_tokens(self.run.config, self.run._pruned, self.layer)  # (N, T, d), as the stage's
+            self._tail = make_tail(self.model, self.layer, [tokens])
+        return self._tail.run_masked(mask, idx)
+
+
 class SweepTails:
-    """Per layer, the scorer of the run's test split (its outcome cache: tokens entering the layer and
-    each (image, head pattern) outcome met so far) and the split's stored activations, built on first use."""
+    """Per layer, the scorer of the run's test split (its outcome cache, seeded at the headline layer with
+    the (image, head pattern) outcomes the steer stage computed, `steer/outcomes.safetensors`) and the
+    split's stored activations, built on first use."""
 
     def __init__(self) -> None:
         self._by_layer: dict[int, tuple[Scorer, Activations]] = {}
@@ -34,8 +56,10 @@ class SweepTails:
     def get(self, run: "Run", layer: int) -> tuple[Scorer, Activations]:
         if layer not in self._by_layer:
             test = load_split(run.path, "test", layer)
-            tokens = captured_tokens(run.config, run._pruned, layer)  # (N, T, d), as the steer stage takes them
-            cache = OutcomeCache(make_tail(run.model, layer, [tokens]), run.config.steer.batch_size)
+            cache = OutcomeCache(LazyTail(run, layer, test), run.config.steer.batch_size)
+            stored = run.path / "steer" / "outcomes.safetensors"  # written by the stage since it exists
+            if layer == run.layer and stored.is_file():
+                cache.add_pairs(read_tensors(stored))
             self._by_layer[layer] = (Scorer(cache, test, layer, run.model.pruned_layers), test)
         return self._by_layer[layer]
 

@@ -81,7 +81,7 @@ def captured_tokens(cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Ten
     with torch.inference_mode():
         return torch.cat(
             [
-                pm.model(pm.test_tf(images).to(device), capture=(layer,)).captured[layer].cpu()
+                pm.model.tokens_entering(pm.test_tf(images).to(device), layer).cpu()
                 for images, _ in iterate(split, cfg.prune.eval_batch_size)
             ]
         )

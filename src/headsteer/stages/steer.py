@@ -260,6 +260,7 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     studied = {i: rec["sensitivity"] for i, rec in study_records.items()}
     metrics["sensitivity"] = sensitivities(cfg, pm, cache, test, studied)
     metrics["timing"]["tail_evaluations"] = cache.computed
+    write_tensors(folder / "outcomes.safetensors", cache.computed_pairs())  # for Run.sweep (headsteer.api)
     del cache  # the headline's tokens and per-(image, pattern) outcomes
     metrics["timing"]["study_and_sensitivity_seconds"] = round(time.time() - t0, 2)
     metrics["layer_study"] = {
