@@ -237,5 +237,5 @@ def test_the_sweep_benchmark_runs_quick_on_a_run(pipeline):
     r = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     lines = [" ".join(line.split()) for line in r.stdout.splitlines()]
-    assert "call strategy points seconds ms_per_point" in lines and "--quick run: results not saved" in lines
+    assert "call strategy points seconds cpu_s ms_per_point" in lines and "--quick run: results not saved" in lines
     assert any(line.startswith("sweep (first) per_class 31 ") for line in lines), r.stdout
