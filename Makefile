@@ -1,22 +1,27 @@
 # Two commands on a fresh machine: `make demo` and `make test`. Both install what is missing first
-# (Debian's Fashion-MNIST package, a venv with pinned torch/torchvision, this package); re-runs are
-# fast because the install is stamped and only redone when pyproject.toml changes. `make docs` builds
-# the documentation site into site/ (offline); the test suite runs the same strict build.
+# (Debian's Fashion-MNIST package, a venv with the torch/torchvision of constraints.txt, this package);
+# re-runs are fast because each install is stamped and only redone when pyproject.toml or
+# constraints.txt changes. `make docs` builds the documentation site into site/ (offline); the test
+# suite runs the same strict build.
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.headsteer-installed
 DEV    := $(VENV)/.headsteer-dev
+DOCS   := $(VENV)/.headsteer-docs
+PIN    := -c constraints.txt
 FMNIST := /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz
 DRIVER := /usr/bin/chromedriver
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 CONFIG ?= configs/demo.yaml
 
-.PHONY: install install-dev demo demo-seeds lint format test docs bench clean
+.PHONY: install install-dev install-docs demo demo-seeds lint format test docs bench clean
 
-# What the demo needs (torch, this package); install-dev adds the test, hf and docs extras.
+# What the demo needs (torch, this package, no extra); install-dev adds the test, hf and docs extras;
+# `make docs` adds the docs extra only.
 install: $(STAMP) $(FMNIST)
 install-dev: $(DEV) $(FMNIST)
+install-docs: $(DOCS)
 
 $(FMNIST):
 	$(SUDO) apt-get update -qq
@@ -27,15 +32,19 @@ $(DRIVER):
 	$(SUDO) apt-get update -qq
 	$(SUDO) apt-get install -y -qq chromium chromium-driver
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e .
+	$(PY) -m pip install -q $(PIN) torch torchvision
+	$(PY) -m pip install -q $(PIN) -e .
 	touch $(STAMP)
 
 $(DEV): $(STAMP)
-	$(PY) -m pip install -q -e '.[test,hf,docs]'
-	touch $(DEV)
+	$(PY) -m pip install -q $(PIN) -e '.[test,hf,docs]'
+	touch $(DEV) $(DOCS)
+
+$(DOCS): $(STAMP)
+	$(PY) -m pip install -q $(PIN) -e '.[docs]'
+	touch $(DOCS)
 
 demo: install
 	$(VENV)/bin/headsteer run $(CONFIG)
@@ -58,7 +67,7 @@ format: install-dev
 test: lint $(DRIVER)
 	$(PY) -m pytest -q tests
 
-docs: install-dev
+docs: install-docs
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 bench: install-dev

@@ -114,3 +114,39 @@ def pipeline(fashion_dir, tmp_path_factory):
     for stage in ("prune", "extract", "sae", "steer", "report"):
         run_stage(cfg, stage)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def run(pipeline):
+    """`headsteer.load_run` of the `pipeline` run, on the CPU (the API tests share it, and its sweep tails)."""
+    import headsteer
+
+    return headsteer.load_run(pipeline.out, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def test_split(run):
+    """The `pipeline` run's test images and labels."""
+    return run.data.test
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory) -> Path:
+    """The documentation site, built once with `mkdocs build --strict` (the docs and the browser tests)."""
+    import os
+    import subprocess
+    import sys
+
+    site = tmp_path_factory.mktemp("site")
+    env = {**os.environ, "NO_MKDOCS_2_WARNING": "1"}
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")])
+    r = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    return site

@@ -19,16 +19,6 @@ from headsteer.config_docs import field_docs
 from headsteer.errors import HeadsteerError
 
 
-@pytest.fixture(scope="module")
-def run(pipeline):
-    return headsteer.load_run(pipeline.out, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def test_split(run):
-    return run.data.test
-
-
 def _at(curve: dict, i: int) -> tuple:
     return curve["accuracy"][i], curve["head_usage"][i], curve["head_usage_overall"][i]
 
@@ -102,10 +92,10 @@ def test_config_is_rebuilt_from_the_run_folder(run, pipeline, tmp_path, monkeypa
 
 def test_a_moved_dataset_names_the_key_to_override(pipeline, tmp_path):
     folder = tmp_path / "elsewhere"
-    (folder / "prune").mkdir(parents=True)
-    meta = json.loads((Path(pipeline.out) / "prune" / "config.json").read_text())
-    meta["full_config"]["data"]["root"] = "/no/such/fashion"
-    (folder / "prune" / "config.json").write_text(json.dumps(meta))
+    shutil.copytree(Path(pipeline.out) / "prune", folder / "prune")  # a run whose prune alone has finished
+    meta = json.loads((folder / "prune" / "config.json").read_text())
+    meta["full_config"]["data"]["root"] = meta["config"]["data"]["root"] = "/no/such/fashion"
+    (folder / "prune" / "config.json").write_text(json.dumps(meta))  # bookkeeping: no digest in done.json
     with pytest.raises(HeadsteerError) as err:
         headsteer.load_run(folder)
     assert str(err.value) == (
@@ -114,7 +104,7 @@ def test_a_moved_dataset_names_the_key_to_override(pipeline, tmp_path):
     )
     moved = headsteer.load_run(folder, data_root=str(pipeline.data.root))
     assert moved.config.data.root == pipeline.data.root and moved.config.out == str(folder)
-    with pytest.raises(HeadsteerError, match="holds no stage folder with a config.json"):
+    with pytest.raises(HeadsteerError, match="holds no finished stage"):
         headsteer.load_run(tmp_path)
 
 
@@ -123,9 +113,11 @@ def test_index_sets_latents_and_sae(run, pipeline):
 
     stored = read_tensors(Path(pipeline.out) / "steer" / "latents.safetensors")
     sets = run.index_sets()
-    assert list(sets) == ["per_class", "global", "random", "per_class_specific"]
+    assert list(sets) == ["per_class", "global", "random", "per_class_specific", "random_draws"]
     for name in sets:
         assert torch.equal(sets[name], stored[f"set_{name}"])
+    assert sets["random_draws"].shape[0] == run.config.steer.random_draws == 10
+    assert torch.equal(sets["random_draws"][0], sets["random"])
     lat = run.latents()
     fires = lat.freq_overall > 0
     assert torch.allclose(lat.lift[:, fires] * lat.freq_overall[fires], lat.freq_per_class[:, fires])
@@ -153,8 +145,10 @@ def test_images_as_pil_tensors_and_single_images(run, test_split):
     assert torch.equal(run.transform(images[0, 0]), run.transform(images[:1]))  # (H, W)
     assert torch.equal(run.transform(images.numpy()), run.transform(images))
     x = run.transform(images)
-    assert torch.equal(run.forward(x).logits, run.forward(images).logits)  # float input is the model's input
     assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32
+    for floats in (images.float() / 255, images.double() / 255, images.half() / 255):  # float pixels in [0, 1]
+        assert torch.allclose(run.transform(floats), x, atol=1e-3 if floats.dtype == torch.half else 0)
+    assert torch.equal(run.forward(images.float() / 255).logits, run.forward(images).logits)
 
 
 @pytest.mark.parametrize(
@@ -163,7 +157,7 @@ def test_images_as_pil_tensors_and_single_images(run, test_split):
         (lambda r, im: r.steer(im, strategy="nope"), "strategy='nope' is not an index set of layer 1; use one of"),
         (lambda r, im: r.steer(im, latents=[10**6]), "latents=[1000000] must be one or more latent ids in 0.."),
         (lambda r, im: r.steer(im, latents=[2, 2]), "latents=[2, 2] repeats a latent; list each one once"),
-        (lambda r, im: r.steer(im, strategy="global", latents=[1]), "give steer() a strategy or latents, not both"),
+        (lambda r, im: r.steer(im, strategy="global", latents=[1]), "give a strategy or latents, not both"),
         (lambda r, im: r.steer(im, labels=[0, 1]), "2 labels for 4 images; give one label per image"),
         (lambda r, im: r.steer(im, mode="dense"), "mode='dense' is not a steering mode; use one of pre_topk"),
         (lambda r, im: r.steer(im, layer=0), "layer=0 has no SAE in this run; use one of [1]"),

@@ -18,7 +18,17 @@ from headsteer.benchmark import forced_masks, parse_result_name, result_name, sa
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
-BENCHES = {"inference", "skip_methods", "train_step", "sweep", "sae_extract", "sae_train", "threads", "classes"}
+BENCHES = {
+    "inference",
+    "skip_methods",
+    "train_step",
+    "sweep",
+    "sae_extract",
+    "sae_train",
+    "threads",
+    "classes",
+    "api_sweep",
+}
 HEADERS = {  # script -> the header line(s) its output must contain
     "bench_inference": ["model  batch  variant  usage  img_s  time_ratio  mac_ratio  realised_over_theory"],
     "bench_skip_methods": ["layer  masks  usage  patterns  dense_ms  per_head  grouped"],

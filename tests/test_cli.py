@@ -72,7 +72,7 @@ def test_help_shows_override_syntax_examples_and_path_base(capsys, command):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     text = capsys.readouterr().out
-    assert "key.sub=value" in text and f"headsteer {command} configs/demo.yaml" in text
+    assert "key.sub=value" in text and f"headsteer {command} demo" in text
     assert "relative to the current directory" in text
 
 
@@ -108,3 +108,46 @@ def test_each_stage_help_example_override_is_a_valid_key_of_that_stage():
         key, value = override.split("=")
         cfg = load_config(ROOT / DEMO, [override])
         assert str(getattr(getattr(cfg, stage), key.split(".")[1])) == value
+
+
+def test_bare_headsteer_prints_the_help(capsys):
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("usage: headsteer") and "init" in out and "aggregate" in out
+
+
+def test_shipped_configs_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # no configs/ folder here
+    assert load_config("demo") == load_config(DEMO) == load_config("demo.yaml")
+    assert load_config("smoke").data.train_limit == 512
+    assert main(["config", "--list"]) == 0
+    rows = capsys.readouterr().out.splitlines()
+    assert [r.split()[0] for r in rows] == ["cifar100_vit_small", "demo", "fmnist_vit_small", "smoke"]
+    assert rows[3] == "smoke               Tiny and fast (seconds): used by the tests"
+    (tmp_path / "smoke").write_text("seed: 3\n")  # a file of that name is the file
+    assert load_config("smoke").seed == 3
+    line = one_line_error(capsys, ["config"])
+    assert line == (
+        "headsteer: error: give a config: a YAML file or a shipped config's name (cifar100_vit_small, "
+        "demo, fmnist_vit_small, smoke)"
+    )
+
+
+def test_init_writes_a_shipped_config_and_never_overwrites(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["init", "smoke"]) == 0
+    assert capsys.readouterr().out == "wrote smoke.yaml; edit it, then run `headsteer run smoke.yaml`\n"
+    assert (tmp_path / "smoke.yaml").read_text() == (ROOT / "configs" / "smoke.yaml").read_text()
+    (tmp_path / "smoke.yaml").write_text("seed: 7\n")  # the user's edit
+    line = one_line_error(capsys, ["init", "smoke"])
+    assert line == (
+        "headsteer: error: smoke.yaml already exists; headsteer never overwrites it: edit it, or give another "
+        "folder (`headsteer init smoke DIR`)"
+    )
+    assert (tmp_path / "smoke.yaml").read_text() == "seed: 7\n"
+    assert main(["init", "demo", "sub/dir"]) == 0 and load_config("sub/dir/demo.yaml") == load_config(DEMO)
+    assert not [p for p in (tmp_path / "sub" / "dir").iterdir() if p.name != "demo.yaml"]  # no temp file left
+    line = one_line_error(capsys, ["init", "nope"])
+    assert line.endswith(
+        "no shipped config named 'nope'; choose one of cifar100_vit_small, demo, fmnist_vit_small, smoke"
+    )

@@ -60,12 +60,32 @@ def test_pretrained_file_is_not_rewritten_into_pretrained():
 
 
 def test_missing_config_file(tmp_path, monkeypatch):
-    with pytest.raises(HeadsteerError, match="not found; the shipped configs are in configs/"):
+    shipped = "give a YAML file or a shipped config's name: cifar100_vit_small, demo, fmnist_vit_small, smoke"
+    with pytest.raises(HeadsteerError) as err:
         load_config(tmp_path / "nope.yaml")
+    assert str(err.value) == f"config file {tmp_path / 'nope.yaml'} not found; {shipped}"
     monkeypatch.chdir(tmp_path)
     with pytest.raises(HeadsteerError) as err:
         load_config("configs/nope.yaml")
     assert str(err.value) == (
-        f"config file configs/nope.yaml not found (relative to the current directory, {Path.cwd()}); "
-        "the shipped configs are in configs/"
+        f"config file configs/nope.yaml not found (relative to the current directory, {Path.cwd()}); {shipped}"
+    )
+
+
+def test_negative_seed_and_unknown_enum_values_are_refused_naming_the_allowed_ones():
+    with pytest.raises(HeadsteerError) as err:
+        load_config(None, ["seed=-1"])
+    assert str(err.value) == "seed=-1 must be >= 0 (e.g. seed=1)"
+    assert load_config(None, ["seed=0"]).seed == 0
+    with pytest.raises(HeadsteerError) as err:
+        load_config(None, ["steer.mode=dense"])
+    assert (
+        str(err.value)
+        == "config key 'steer.mode' = 'dense' is not allowed; use one of 'pre_topk', 'post_topk', 'additive'"
+    )
+    with pytest.raises(HeadsteerError) as err:
+        load_config(None, ["steer.strategies=[per_class, foo]"])
+    assert str(err.value) == (
+        "config key 'steer.strategies[1]' = 'foo' is not allowed; use one of 'per_class', 'global', 'random', "
+        "'per_class_specific'"
     )

@@ -26,9 +26,10 @@ def test_fashion_mnist_uncompressed_and_limits(tmp_path):
     rng = np.random.default_rng(1)
     for split, n in (("train", 30), ("t10k", 10)):
         write_idx(tmp_path / f"{split}-images-idx3-ubyte", rng.integers(0, 255, (n, 28, 28)), compress=False)
-        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", rng.integers(0, 10, n), compress=False)
-    ds = load_dataset(DataConfig(root=str(tmp_path), train_limit=7))
-    assert len(ds.train) == 7 and len(ds.test) == 10
+        write_idx(tmp_path / f"{split}-labels-idx1-ubyte", np.arange(n) % 10, compress=False)
+    ds = load_dataset(DataConfig(root=str(tmp_path), train_limit=20))
+    assert len(ds.train) == 20 and len(ds.test) == 10
+    assert torch.bincount(ds.train.labels).tolist() == [2] * 10  # 20 of 3 per class: 2 each
 
 
 def test_fashion_mnist_missing_file(tmp_path):

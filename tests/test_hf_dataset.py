@@ -10,7 +10,7 @@ from conftest import ROOT, one_line_error
 from headsteer.config import DataConfig
 from headsteer.data import load_dataset
 
-datasets = pytest.importorskip("datasets", reason="make install installs `datasets` (extra hf)")
+datasets = pytest.importorskip("datasets", reason="the hf extra installs `datasets` (make install-dev)")
 NAMES = ["ant", "bee", "cow"]
 
 

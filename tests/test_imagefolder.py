@@ -13,6 +13,7 @@ from PIL import Image
 from conftest import ROOT, one_line_error
 from headsteer.config import DataConfig
 from headsteer.data import load_dataset
+from headsteer.errors import HeadsteerError
 
 CLASSES = ["cat", "dog", "zebra"]
 
@@ -160,8 +161,36 @@ def test_lazy_images_index_like_a_tensor_and_stay_lazy(tmp_path):
         slice(None, -13),
     ):
         assert torch.equal(lazy[idx], mem[idx]), idx
-    head = load_dataset(DataConfig(name="imagefolder", root=str(tmp_path), in_memory=False, train_limit=6)).train
-    assert isinstance(head.images, LazyImages) and len(head.images) == 6 and torch.equal(head.images[5], mem[5])
+    cut = dict(name="imagefolder", root=str(tmp_path), train_limit=6)
+    head = load_dataset(DataConfig(**cut, in_memory=False)).train
+    kept = load_dataset(DataConfig(**cut, in_memory=True)).train
+    assert isinstance(head.images, LazyImages) and len(head.images) == 6 and torch.equal(head.images[:], kept.images)
+    assert torch.bincount(kept.labels).tolist() == [2, 2, 2]  # 6 of 5 + 5 + 5: each class keeps its share
+
+
+def test_limits_keep_each_class_share_and_name_a_class_left_empty(tmp_path):
+    write_folder(tmp_path, n_train=6, n_test=4)
+    for name, keep in (("dog", 3), ("zebra", 1)):  # train: cat 6, dog 3, zebra 1 (10 images)
+        for extra in sorted((tmp_path / "train" / name).iterdir())[keep:]:
+            extra.unlink()
+    cfg = dict(name="imagefolder", root=str(tmp_path))
+    full = load_dataset(DataConfig(**cfg))
+    ds = load_dataset(DataConfig(**cfg, train_limit=7, test_limit=6))
+    # 7 x (6, 3, 1) / 10 = (4.2, 2.1, 0.7): floors (4, 2, 0), the one left over to zebra's remainder 0.7
+    assert torch.bincount(ds.train.labels).tolist() == [4, 2, 1]
+    assert torch.bincount(ds.test.labels).tolist() == [2, 2, 2]  # 6 of 4 + 4 + 4
+    images = full.train.images
+    rows = [next(i for i in range(len(images)) if torch.equal(images[i], img)) for img in ds.train.images]
+    assert rows == sorted(rows) and rows[-1] == 9  # in the folder's order; zebra's one image kept
+    again = load_dataset(DataConfig(**cfg, train_limit=7, test_limit=6))
+    assert torch.equal(again.train.images, ds.train.images)  # the same images every time
+    # 5 x (6, 3, 1) / 10 = (3, 1.5, 0.5): floors (3, 1, 0), the one left over to dog (the tie goes to the first)
+    with pytest.raises(HeadsteerError) as err:
+        load_dataset(DataConfig(**cfg, train_limit=5))
+    assert str(err.value) == (
+        "data.train_limit=5 leaves class 'zebra' (1 of the 10 images) with no image, each class keeping its "
+        "share: raise data.train_limit, or set it to null for all images"
+    )
 
 
 def test_a_corrupt_image_found_by_a_worker_is_one_line(tmp_path, capsys):

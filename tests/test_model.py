@@ -257,3 +257,14 @@ def test_mac_counter_against_hand_count():
     decision = L * d * H
     assert c.per_sample.tolist() == [fixed + decision + L * H * per_head, fixed + decision + L * 3 * per_head]
     assert 0.5 < c.ratio < 1.0
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_tokens_entering_a_block_equal_what_the_full_forward_captures(skip):
+    model = small_model(decision_init_bias=0.0, skip_pruned_heads=skip)  # about half the heads dropped
+    x = torch.randn(16, 1, 28, 28)
+    with torch.no_grad():
+        out = model(x, capture=(0, 1, 2))
+        assert 0 < out.masks[:, :2].mean() < 1  # the earlier blocks' decisions are in play
+        for layer in (0, 1, 2, -1):
+            assert torch.equal(model.tokens_entering(x, layer), out.captured[layer % 3]), layer

@@ -93,7 +93,7 @@ def test_changed_config_is_refused_without_force(smoke_cfg, capsys):
 
 def test_cifar100_vit_small_path_one_step(tmp_path):
     """The paper's config on a tiny CIFAR-100 folder, random init (no hub here), one step per phase."""
-    make_cifar100(tmp_path / "data")
+    make_cifar100(tmp_path / "data", n_train=4, n_test=2)  # tiny as made: a limit must keep every class
     cfg = load_config(
         ROOT / "configs/cifar100_vit_small.yaml",
         [
@@ -101,8 +101,6 @@ def test_cifar100_vit_small_path_one_step(tmp_path):
             "data.download=false",
             f"out={tmp_path / 'run'}",
             "model.pretrained=false",
-            "data.train_limit=4",
-            "data.test_limit=2",
             "prune.batch_size=2",
             "prune.eval_batch_size=2",
             "prune.dense_epochs=1",

@@ -192,3 +192,22 @@ def test_per_class_tables_from_beside_the_page(browser, pipeline, tmp_path, monk
         _shown(browser, "hs-acc")
         == st["curves_by_mode"][st["mode"]]["true"]["per_class"]["accuracy"][st["alphas"].index(0.0)]
     )
+
+
+def test_docs_site_browses_from_file_urls(browser, docs_site):
+    """Every navigation link of the site opens a page from file:// (no folder listing), with no console
+    error; the search box, which needs a server, is hidden there."""
+    from selenium.webdriver.common.by import By
+
+    browser.get((docs_site / "index.html").as_uri())
+    hrefs = {a.get_attribute("href").split("#")[0] for a in browser.find_elements(By.CSS_SELECTOR, "a.md-nav__link")}
+    pages = sorted(h for h in hrefs if h.startswith("file://"))
+    assert len(pages) == 15 and all(h.endswith(".html") and Path(h[len("file://") :]).is_file() for h in pages), pages
+    browser.find_element(By.CSS_SELECTOR, 'a.md-nav__link[href="configs.html"]').click()
+    assert browser.current_url == (docs_site / "configs.html").as_uri()
+    assert browser.find_element(By.TAG_NAME, "h1").text == "Configs"
+    browser.find_element(By.CSS_SELECTOR, 'a.md-nav__link[href="tutorial.html"]').click()
+    assert browser.find_element(By.TAG_NAME, "h1").text.startswith("Tutorial")
+    assert browser.execute_script("return document.querySelector('.md-search').hidden") is True
+    errors = [e for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    assert not errors, errors

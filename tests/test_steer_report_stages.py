@@ -189,7 +189,8 @@ def test_missed_pruning_target_is_said_in_the_log_and_first_in_the_report(smoke_
     from headsteer.stages import run_stage
 
     # a target one joint epoch from heads that start on cannot reach: the log says so
-    run_stage(smoke_cfg("prune.target_usage=0.2", "prune.dense_epochs=1", "prune.joint_epochs=1"), "prune")
+    heads_on = "model.decision_init_bias=3.0"  # every head kept with probability 0.95 at start
+    run_stage(smoke_cfg("prune.target_usage=0.2", "prune.dense_epochs=1", "prune.joint_epochs=1", heads_on), "prune")
     log = capsys.readouterr().out
     warning = r"\[prune\] warning: head usage [01]\.\d{3} misses prune\.target_usage 0\.2 by more than 0\.05"
     assert re.search(warning, log), log

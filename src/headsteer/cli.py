@@ -1,5 +1,7 @@
 """Command line: `headsteer run CONFIG` (all stages) or one stage, with dotted overrides; `headsteer config
-CONFIG` prints the resolved config; `headsteer aggregate RUN_DIR ...` combines runs that differ only in seed."""
+CONFIG` prints the resolved config (`--list`: the shipped configs); `headsteer init NAME` copies a shipped
+config out to edit; `headsteer aggregate RUN_DIR ...` combines runs that differ only in seed. CONFIG is a
+YAML file or a shipped config's name (`demo`, `smoke`, ...)."""
 
 from __future__ import annotations
 
@@ -24,22 +26,23 @@ OVERRIDES = """\
 overrides:
   Any config key, dotted, as key.sub=value anywhere on the line; values are parsed as YAML.
   `headsteer config CONFIG --keys` lists every key with its default and meaning.
+  CONFIG is a YAML file or the name of a config shipped with headsteer (`headsteer config --list`).
   Paths (CONFIG, --out, data.root, model.pretrained_file) are relative to the current directory.
 
 examples:
 """
 RUN_EXAMPLES = """\
-  headsteer run configs/demo.yaml
-  headsteer run configs/demo.yaml prune.target_usage=0.5 model.pruned_layers=[-1] --out runs/u50
-  headsteer run configs/demo.yaml data.name=imagefolder data.root=DIR --out runs/mine
+  headsteer run demo
+  headsteer run demo prune.target_usage=0.5 model.pruned_layers=[-1] --out runs/u50
+  headsteer run demo data.name=imagefolder data.root=DIR --out runs/mine
 """
 STAGE_EXAMPLES = """\
-  headsteer {name} configs/demo.yaml             # the stages before it must be done, in runs/demo
-  headsteer {name} configs/demo.yaml --out runs/mine      # the same in another run folder
+  headsteer {name} demo                  # the stages before it must be done, in runs/demo
+  headsteer {name} demo --out runs/mine   # the same in another run folder
 """
 REDO_EXAMPLE = """\
-  headsteer {name} configs/demo.yaml {override} --force   # redo it with another setting
-  (the stages after it need the same override: `headsteer run configs/demo.yaml {override} --force`)
+  headsteer {name} demo {override} --force   # redo it with another setting
+  (the stages after it need the same override: `headsteer run demo {override} --force`)
 """
 STAGE_OVERRIDE = {  # a setting of each stage's own section, for the examples (the report has none)
     "prune": "prune.target_usage=0.5",
@@ -48,9 +51,16 @@ STAGE_OVERRIDE = {  # a setting of each stage's own section, for the examples (t
     "steer": "steer.mode=additive",
 }
 CONFIG_EXAMPLES = """\
-  headsteer config configs/demo.yaml
-  headsteer config configs/demo.yaml sae.k=16 steer.mode=additive --keys
+  headsteer config --list
+  headsteer config demo
+  headsteer config demo sae.k=16 steer.mode=additive --keys
 """
+INIT_EXAMPLES = """\
+examples:
+  headsteer init demo                # writes ./demo.yaml; then: headsteer run demo.yaml
+  headsteer init smoke my-configs/   # writes my-configs/smoke.yaml
+"""
+CONFIG_HELP = "YAML config file (relative to the current directory) or a shipped config's name (e.g. demo)"
 
 
 def _stage_examples(name: str) -> str:
@@ -58,36 +68,56 @@ def _stage_examples(name: str) -> str:
     return STAGE_EXAMPLES.format(name=name) + (REDO_EXAMPLE.format(name=name, override=override) if override else "")
 
 
+def _command(sub, name: str, help_text: str, epilog: str, usage: str) -> argparse.ArgumentParser:
+    """A subcommand's parser: its help, examples and usage line, and --debug."""
+    p = sub.add_parser(
+        name, help=help_text, description=help_text, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.usage = usage
+    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    return p
+
+
 def _stage_parser(sub, name: str, help_text: str) -> None:
     """`headsteer run|<stage> CONFIG [overrides] [--out DIR] [--force] [--debug]`."""
-    p = sub.add_parser(
-        name,
-        help=help_text,
-        description=help_text,
-        epilog=OVERRIDES + (RUN_EXAMPLES if name == "run" else _stage_examples(name)),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
-    p.add_argument("config", help="YAML config file, relative to the current directory (e.g. configs/demo.yaml)")
+    epilog = OVERRIDES + (RUN_EXAMPLES if name == "run" else _stage_examples(name))
+    usage = f"headsteer {name} CONFIG [key.sub=value ...] [--out DIR] [--force] [--debug]"
+    p = _command(sub, name, help_text, epilog, usage)
+    p.add_argument("config", help=CONFIG_HELP)
     p.add_argument("--out", metavar="DIR", help="run directory, relative to the current directory (overrides `out`)")
     p.add_argument("--force", action="store_true", help="redo stages whose folder was made by another config")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
 
 
 def _config_parser(sub) -> None:
     """`headsteer config CONFIG [overrides] [--keys]`: the resolved config, every default included."""
     help_text = "print the resolved config (YAML, every key with its default); --keys adds what each key means"
-    p = sub.add_parser(
-        "config",
-        help=help_text,
-        description=help_text,
-        epilog=OVERRIDES + CONFIG_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.usage = "headsteer config CONFIG [key.sub=value ...] [--keys] [--debug]"
-    p.add_argument("config", help="YAML config file, relative to the current directory (e.g. configs/demo.yaml)")
+    usage = "headsteer config CONFIG [key.sub=value ...] [--keys] [--debug] | headsteer config --list"
+    p = _command(sub, "config", help_text, OVERRIDES + CONFIG_EXAMPLES, usage)
+    p.add_argument("config", nargs="?", help=CONFIG_HELP)
     p.add_argument("--keys", action="store_true", help="put each key's meaning above it, as a YAML comment")
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    p.add_argument("--list", action="store_true", help="list the configs shipped with headsteer")
+
+
+def _init_parser(sub) -> None:
+    """`headsteer init NAME [DIR]`: a shipped config copied out to edit."""
+    help_text = "write a shipped config to DIR/NAME.yaml (default: the current folder) to edit; never overwrites"
+    p = _command(sub, "init", help_text, INIT_EXAMPLES, "headsteer init NAME [DIR] [--debug]")
+    p.add_argument("name", help="a shipped config's name (`headsteer config --list`)")
+    p.add_argument("dir", nargs="?", default=".", help="folder to write NAME.yaml into (default: the current one)")
+
+
+def _aggregate_parser(sub) -> None:
+    """`headsteer aggregate RUN_DIR ...`: run directories, not a config."""
+    help_text = "combine runs of one config with different seed=: mean ± sd per figure, conclusions that hold"
+    epilog = "example:\n  headsteer aggregate runs/demo runs/demo-seed1 runs/demo-seed2 --out runs/demo-seeds"
+    usage = "headsteer aggregate RUN_DIR [RUN_DIR ...] [--out DIR] [--debug]"
+    p = _command(sub, "aggregate", help_text, epilog, usage)
+    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="folders made by `headsteer run CONFIG seed=N`")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="report folder, relative to the current directory (default: the runs' common parent + /aggregate)",
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -99,27 +129,13 @@ def _parser() -> argparse.ArgumentParser:
         epilog="`headsteer COMMAND --help` shows a command's options, the override syntax and examples.",
     )
     parser.add_argument("--version", action="version", version=f"headsteer {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     _stage_parser(sub, "run", "run every stage (finished stages with the same config are skipped)")
     for name, help_text in STAGE_HELP.items():
         _stage_parser(sub, name, help_text)
     _config_parser(sub)
-    help_text = "combine runs of one config with different seed=: mean ± sd per figure, conclusions that hold"
-    p = sub.add_parser(
-        "aggregate",
-        help=help_text,
-        description=help_text,
-        epilog="example:\n  headsteer aggregate runs/demo runs/demo-seed1 runs/demo-seed2 --out runs/demo-seeds",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )  # run directories, not a config
-    p.usage = "headsteer aggregate RUN_DIR [RUN_DIR ...] [--out DIR] [--debug]"
-    p.add_argument("run_dirs", nargs="*", metavar="RUN_DIR", help="folders made by `headsteer run CONFIG seed=N`")
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="report folder, relative to the current directory (default: the runs' common parent + /aggregate)",
-    )
-    p.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    _init_parser(sub)
+    _aggregate_parser(sub)
     return parser
 
 
@@ -142,12 +158,27 @@ def _aggregate(run_dirs: list[str], out: str | None) -> None:
         print(f"  - {conclusion.text}")
 
 
-def _print_config(path: str, overrides: list[str], keys: bool) -> None:
-    """`headsteer config`: the resolved config as YAML, every default included (`keys`: with meanings)."""
+def _print_config(path: str | None, overrides: list[str], keys: bool, listing: bool) -> None:
+    """`headsteer config`: the resolved config as YAML, every default included (`keys`: with meanings), or
+    the list of shipped configs."""
+    from headsteer import shipped
     from headsteer.config_docs import config_yaml
     from headsteer.config_loader import load_config
 
+    if listing:
+        print(shipped.listing(), end="")
+        return
+    if path is None:
+        raise HeadsteerError(f"give a config: a YAML file or a shipped config's name ({', '.join(shipped.names())})")
     print(config_yaml(load_config(path, overrides), keys=keys), end="")
+
+
+def _init(name: str, folder: str) -> None:
+    """`headsteer init`: copy a shipped config out, then say how to run it."""
+    from headsteer import shipped
+
+    target = shipped.init(name, folder)
+    print(f"wrote {target}; edit it, then run `headsteer run {shlex.quote(str(target))}`")
 
 
 def _print_summary(out: str) -> None:
@@ -166,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     signals.install()
     parser = _parser()
     args, rest = parser.parse_known_args(argv)  # the rest: dotted overrides, anywhere on the line
+    if args.command is None:  # bare `headsteer`
+        parser.print_help()
+        return 0 if not rest else 2
     if args.command == "aggregate":  # no overrides: what argparse left over are run directories or bad options
         args.run_dirs += [r for r in rest if not r.startswith("-")]
         rest = [r for r in rest if r.startswith("-")]
@@ -178,7 +212,10 @@ def main(argv: list[str] | None = None) -> int:
             _aggregate(args.run_dirs, args.out)
             return 0
         if args.command == "config":
-            _print_config(args.config, args.overrides, args.keys)
+            _print_config(args.config, args.overrides, args.keys, args.list)
+            return 0
+        if args.command == "init":
+            _init(args.name, args.dir)
             return 0
         from headsteer import distributed
         from headsteer.config_loader import load_config

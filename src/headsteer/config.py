@@ -40,9 +40,10 @@ class DataConfig:
     download: bool = False
     """CIFAR-100 only: let torchvision download into `root` when the files are missing."""
     train_limit: Optional[int] = None
-    """Use only the first N training images (tests and quick looks); None = all."""
+    """Use only N training images (tests and quick looks): each class keeps its share, the images chosen
+    with a fixed seed (the same whatever `seed`); a class left with none is an error. None = all."""
     test_limit: Optional[int] = None
-    """Use only the first N test images; None = all."""
+    """Use only N test images, chosen as train_limit's; None = all."""
     augment: bool = True
     """Random crop (padding) + horizontal flip on training batches."""
 
@@ -214,7 +215,7 @@ class RunConfig:
     out: str = "runs/demo"
     """Run directory; one sub-folder per stage."""
     seed: int = 0
-    """Seed of every random choice (data order, augmentation, Gumbel noise, init)."""
+    """Seed of every random choice (data order, augmentation, Gumbel noise, init); >= 0."""
     device: str = "auto"
     """'auto' (cuda when available), 'cpu', 'cuda' or 'cuda:N'."""
     threads: Optional[int] = None

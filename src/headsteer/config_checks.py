@@ -15,7 +15,7 @@ from headsteer.errors import HeadsteerError
 ALL = ("[1, inf)", "all")
 DEFAULT = ("[1, inf)", "the architecture's default")
 RANGES: dict[str, dict[str, Any]] = {
-    "": {"threads": ("[1, inf)", "torch's default")},
+    "": {"seed": "[0, inf)", "threads": ("[1, inf)", "torch's default")},
     "data": {
         "num_workers": "[0, inf)",
         "image_size": ("[1, inf)", "the images' own size"),

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import yaml
 
+from headsteer import shipped
 from headsteer.config import RunConfig
 from headsteer.errors import HeadsteerError
 
@@ -58,7 +59,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         raise bad
     if origin is Literal:
         if value not in typing.get_args(tp):
-            raise bad
+            raise HeadsteerError(f"config key '{key}' = {value!r} is not allowed; use {type_name(tp)}")
         return value
     if origin is list:
         if not isinstance(value, (list, tuple)):
@@ -148,15 +149,6 @@ def absolute_paths(cfg: RunConfig) -> RunConfig:
     return cfg
 
 
-SHIPPED = (
-    "configs/smoke.yaml",
-    "configs/demo.yaml",
-    "configs/fmnist_vit_small.yaml",
-    "configs/cifar100_vit_small.yaml",
-)
-"""The configs that come with headsteer (named where a config file gives nothing to start from)."""
-
-
 def _check_unique(node: yaml.Node, where: str, path: str = "", seen: set | None = None) -> None:
     """Refuse a key given twice in one mapping, at any depth, the first in the file first (yaml keeps the
     last one, silently)."""
@@ -207,7 +199,7 @@ def read_config_file(path: Path) -> dict:
     """The sections of a YAML config file; an empty file, or one that is not a mapping, is refused."""
     if not path.is_file():
         where = "" if path.is_absolute() else f" (relative to the current directory, {Path.cwd()})"
-        raise HeadsteerError(f"config file {path} not found{where}; the shipped configs are in configs/")
+        raise HeadsteerError(f"config file {path} not found{where}; give a YAML file or a shipped config's name")
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -216,19 +208,20 @@ def read_config_file(path: Path) -> dict:
     if data is None:
         raise HeadsteerError(
             f"config file {path} is empty (or holds only comments), which would run every default; start from a "
-            f"shipped config: {', '.join(SHIPPED)}"
+            f"shipped config: {', '.join(shipped.names())}"
         )
     if not isinstance(data, dict):
         raise HeadsteerError(
             f"config file {path} holds {KINDS.get(type(data), 'a value')} ({str(data)[:40]}), not a mapping of "
-            f"sections (data:, model:, ...); start from a shipped config: {', '.join(SHIPPED)}"
+            f"sections (data:, model:, ...); start from a shipped config: {', '.join(shipped.names())}"
         )
     return data
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
-    """Read a YAML config (or defaults when `path` is None), apply overrides, validate; paths made absolute."""
-    data: dict = {} if path is None else read_config_file(Path(path))
+    """Read a YAML config (a file, or a shipped config's name; defaults when `path` is None), apply overrides,
+    validate; paths made absolute."""
+    data: dict = {} if path is None else read_config_file(shipped.resolve(path))
     for assignment in overrides:
         apply_override(data, assignment)
     return absolute_paths(from_dict(RunConfig, data))

@@ -104,3 +104,31 @@ def damage(folder: Path) -> dict[str, str]:
         elif path.stat().st_size != rec["size"] or file_digest(path) != rec["blake2b"]:
             problems[rel] = "changed"
     return problems
+
+
+def finished_stages(run_dir: Path) -> list[str]:
+    """The stages of `run_dir` that finished (their done.json written), each checked as `headsteer run`
+    checks a stage before skipping it: made from the current results of the stages before it (`stale`),
+    its artifacts intact (`damage`). A finished stage that fails either check is one line naming it."""
+    done = []
+    for stage in STAGES:
+        folder = run_dir / stage
+        if not (folder / "done.json").is_file():
+            continue
+        record = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+        record = record if isinstance(record, dict) else {}
+        redo = f"`{record.get('command') or f'headsteer run CONFIG --out {run_dir}'}`"
+        changed = stale(record.get("inputs"), inputs(run_dir, stage))
+        if changed:
+            raise HeadsteerError(
+                f"{folder} was made from an earlier result of the {', '.join(changed)} stage, which was redone "
+                f"or left unfinished since: the run's stages disagree; finish the run ({redo}) or open another folder"
+            )
+        problems = damage(folder)
+        if problems:
+            rel, what = next(iter(problems.items()))
+            raise HeadsteerError(
+                f"{folder / rel} {what} since the {stage} stage finished; redo it ({redo}) or open another folder"
+            )
+        done.append(stage)
+    return done

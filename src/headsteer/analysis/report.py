@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from headsteer.analysis import explorer as analysis_explorer
-from headsteer.analysis.results import opening, paper_table, study_rows
+from headsteer.analysis.paper_table import paper_table
+from headsteer.analysis.results import opening, study_rows
 from headsteer.analysis.rival_report import learned_html, readout_html, rivals_html
 from headsteer.io import write_text
 

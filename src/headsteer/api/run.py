@@ -1,19 +1,31 @@
-"""`load_run` and `Run`: a finished run's config, results, model, data and SAEs, and one-call steering,
-threshold shifts and forward passes on images."""
+"""`load_run` and `Run`: a run's config, results, model, data and SAEs, and one-call steering, threshold
+shifts, forward passes on images, and alpha sweeps on the run's test split."""
 
 from __future__ import annotations
 
 from functools import cached_property
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
 from headsteer.activations import extracted_layers
-from headsteer.api.inputs import ImageInput, as_batch, as_labels, check_layer, latent_ids
+from headsteer.api.folder import open_folder
+from headsteer.api.inputs import (
+    ImageInput,
+    as_batch,
+    as_batch_size,
+    as_labels,
+    block_index,
+    check_layer,
+    finite,
+    latent_ids,
+)
+from headsteer.api.sets import BUILT_IN_SETS, named_set
+from headsteer.api.strengths import LearnedStrengths, learned_strengths, steer_strengths
+from headsteer.api.sweep import SweepTails, sweep_rows
 from headsteer.api.types import LatentStats, Outputs, RunSAE
 from headsteer.config import RunConfig
-from headsteer.config_loader import absolute_paths, from_dict
 from headsteer.data import ImageDataset
 from headsteer.errors import HeadsteerError
 from headsteer.io import read_json, read_tensors
@@ -21,103 +33,89 @@ from headsteer.model import AdaViT
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE, run_folder
-from headsteer.steer.baselines import threshold_masks
+from headsteer.steer.baselines import shifted_forward
 from headsteer.steer.steering import MODES, Candidates, steer_sparse
 
 __all__ = ["load_run", "Run"]
-
-BUILT_IN_SETS = {
-    "per_class": "set_per_class",
-    "global": "set_global",
-    "random": "set_random",
-    "per_class_specific": "set_per_class_specific",
-}
-"""Index-set name -> its key in `steer/latents*.safetensors` (`random`: the first of the random draws)."""
-
-
-def stored_config(run_dir: Path) -> dict:
-    """The full config the newest stage folder of `run_dir` recorded (`full_config` in its config.json)."""
-    found = []
-    for path in sorted(run_dir.glob("*/config.json")):
-        meta = read_json(path)
-        if "full_config" in meta:
-            found.append((meta.get("created", ""), str(path), meta["full_config"]))
-    if not found:
-        raise HeadsteerError(
-            f"{run_dir} holds no stage folder with a config.json; give the folder a run wrote (e.g. runs/demo)"
-        )
-    return max(found)[2]
 
 
 def load_run(run_dir: str | Path, *, device: str | None = None, data_root: str | None = None) -> "Run":
     """Open the run folder `run_dir` (what `headsteer run CONFIG` wrote); nothing heavy is loaded yet.
 
+    Every finished stage is checked as `headsteer run` checks it (its artifacts against the digests of
+    its done.json, its inputs against the stages before it): a folder whose stages disagree, or whose
+    files changed, is refused with one line. A stage that has not finished is not read.
+
     `device`: 'cpu', 'cuda', 'cuda:N' (default: cuda when available, else cpu). `data_root`: where the
     run's dataset is on this machine, when it is no longer at the `data.root` the run recorded."""
-    path = Path(run_dir).expanduser().absolute()
-    if not path.is_dir():
-        raise HeadsteerError(f"run folder {path} not found; give the folder `headsteer run` wrote (e.g. runs/demo)")
-    data = stored_config(path)
-    data["out"] = str(path)
-    if data_root is not None:
-        data.setdefault("data", {})["root"] = data_root
-    cfg = absolute_paths(from_dict(RunConfig, data))
-    if cfg.data.root is not None and not Path(cfg.data.root).exists():
-        raise HeadsteerError(
-            f"run {path} was made with data.root={cfg.data.root}, which does not exist here; "
-            f"pass load_run('{run_dir}', data_root=DIR) with the folder holding that data"
-        )
-    return Run(path, cfg, resolve_device(device or "auto"))
+    path, cfg, stages = open_folder(run_dir, data_root)
+    return Run(path, cfg, resolve_device(device or "auto"), stages)
 
 
 class Run:
-    """A finished run: its config, results, model, data and SAEs, and one-call steering on images.
+    """A run: its config, results, model, data and SAEs, and one-call steering on images.
 
     Make one with `load_run`. Layers default to the headline layer (`extract.layer`); `layer=` picks
     another extracted one (the layer study's)."""
 
-    def __init__(self, path: Path, config: RunConfig, device: torch.device) -> None:
+    def __init__(self, path: Path, config: RunConfig, device: torch.device, stages: list[str]) -> None:
         self.path = path
         """The run folder."""
         self.config = config
         """The run's resolved config, rebuilt from the folder (`out` is the folder)."""
         self.device = device
         """Where the model and the SAEs run."""
+        self.stages = stages
+        """The stages that finished (and were checked), in pipeline order."""
         self._saes: dict[int, RunSAE] = {}
+        self._tails = SweepTails()
 
     def __repr__(self) -> str:
-        return f"Run('{self.path}', layer={self.layer}, device={self.device})"
+        layer = f", layer={self.layer}" if "extract" in self.stages else ""
+        return f"Run('{self.path}', stages={'+'.join(self.stages)}{layer}, device={self.device})"
+
+    def _need(self, stage: str) -> Path:
+        """RUN/<stage>, when that stage finished; else one line saying how to finish it."""
+        if stage not in self.stages:
+            raise HeadsteerError(
+                f"{self.path} has no finished {stage} stage (finished: {', '.join(self.stages)}); finish the run "
+                f"with `headsteer run CONFIG --out {self.path}`"
+            )
+        return self.path / stage
 
     @cached_property
     def results(self) -> dict:
         """`report/results.json` (see the results schema in the docs)."""
-        return read_json(self.path / "report" / "results.json")
+        return read_json(self._need("report") / "results.json")
 
     @cached_property
     def classes(self) -> list[str]:
         """Class names, indexed by label."""
-        return read_json(self.path / "prune" / "metrics.json")["classes"]
+        return read_json(self._need("prune") / "metrics.json")["classes"]
 
     @cached_property
     def layer(self) -> int:
         """The headline layer: the block whose decision the full analysis steers."""
+        self._need("extract")
         return extracted_layers(self.path)[0]
 
     @cached_property
     def layers(self) -> list[int]:
         """Every layer with an SAE (the headline layer and the layer study's)."""
+        self._need("extract")
         return extracted_layers(self.path)[1]
 
     @cached_property
     def depth(self) -> int:
         """Number of blocks of the model."""
-        return read_json(self.path / "prune" / "metrics.json")["num_layers"]
+        return read_json(self._need("prune") / "metrics.json")["num_layers"]
 
     def _layer(self, layer: int | None) -> int:
         return check_layer(layer, self.layer, self.layers, self.depth)
 
     @cached_property
     def _pruned(self) -> PrunedModel:
+        self._need("prune")
         return load_pruned(self.config, self.device)
 
     @property
@@ -131,13 +129,17 @@ class Run:
         return self._pruned.data
 
     def transform(self, images: ImageInput) -> torch.Tensor:
-        """The model's input (B, C, h, w) on `device`: uint8 images (B, C, H, W), (C, H, W) or (H, W), PIL
-        images or numpy arrays, resized and normalised as in evaluation; float tensors pass unchanged."""
-        batch = as_batch(images, self.data.in_chans)
-        return (self._pruned.test_tf(batch) if batch.dtype == torch.uint8 else batch).to(self.device)
+        """The model's input (B, C, h, w) on `device`: pixels (uint8 0..255 or float 0..1, as (B, C, H, W),
+        (C, H, W) or (H, W); PIL images or numpy arrays) resized and normalised as in evaluation."""
+        return self._model_input(as_batch(images, self.data.in_chans))
+
+    def _model_input(self, batch: torch.Tensor) -> torch.Tensor:
+        pixels = batch if batch.dtype == torch.uint8 else batch * 255  # float pixels: exactly as uint8 ones
+        return self._pruned.test_tf(pixels).to(self.device)
 
     def sae(self, layer: int | None = None) -> RunSAE:
         """The SAE of `layer` (default: the headline layer), with its SAELens folder."""
+        self._need("sae")
         layer = self._layer(layer)
         if layer not in self._saes:
             sae = TopKSAE.of_run(self.path, layer).to(self.device).eval()
@@ -147,20 +149,22 @@ class Run:
     def _latent_file(self, layer: int | None) -> dict[str, torch.Tensor]:
         layer = self._layer(layer)
         name = "latents.safetensors" if layer == self.layer else f"latents_layer_{layer}.safetensors"
-        return read_tensors(self.path / "steer" / name)
+        return read_tensors(self._need("steer") / name)
 
     def latents(self, layer: int | None = None) -> LatentStats:
         """Latent frequencies (TRAIN split), lift and head effects of `layer`'s SAE."""
         t = self._latent_file(layer)
         freq_c, freq = t["freq_per_class"], t["freq_overall"]
-        lift = freq_c / freq.clamp(min=1e-12)
+        lift = freq_c / freq.clamp(min=1e-12)  # (C, n)
         return LatentStats(freq_c, freq, lift, t.get("head_effect"), t.get("head_effect_latents"))
 
     def index_sets(self, layer: int | None = None) -> dict[str, torch.Tensor]:
-        """The latent sets S by name: per_class and per_class_specific (C, |S|), global and random (|S|,),
-        and, at the headline layer, the config's `steer.custom_sets` (their own sizes)."""
+        """The latent sets S by name: per_class and per_class_specific (C, |S|), global (|S|,), random
+        (|S|,: the first of its `steer.random_draws` draws; `random_draws` (R, |S|) holds them all) and, at
+        the headline layer, the config's `steer.custom_sets` (their own sizes)."""
         t = self._latent_file(layer)
         sets = {name: t[key] for name, key in BUILT_IN_SETS.items()}
+        sets["random_draws"] = t.get("set_random_draws", sets["random"][None])
         if self._layer(layer) != self.layer:
             return sets
         for name, ids in (getattr(self.config.steer, "custom_sets", {}) or {}).items():
@@ -171,9 +175,8 @@ class Run:
 
     def forward(self, images: ImageInput, *, layer: int | None = None, batch_size: int | None = None) -> Outputs:
         """The unsteered model on `images`; `usage` is that of `layer` (default: the headline layer)."""
-        layer = self.model.resolve_layer(self.layer if layer is None else layer, "layer")
-        batch = as_batch(images, self.data.in_chans)
-        return self._batches(batch, layer, batch_size, lambda x, rows: self._unsteered(x))
+        layer = self.model.resolve_layer(self.layer if layer is None else block_index(layer), "layer")
+        return self._batches(as_batch(images, self.data.in_chans), layer, batch_size, lambda x, r: self._unsteered(x))
 
     def _unsteered(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = self.model(x)
@@ -185,24 +188,33 @@ class Run:
         *,
         layer: int | None = None,
         strategy: str | None = None,
-        latents: Sequence[int] | None = None,
+        latents: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
         labels: Sequence[int] | torch.Tensor | None = None,
-        alpha: float = 1.5,
-        mode: str = "pre_topk",
+        alpha: float | None = None,
+        mode: str | None = None,
+        draw: int | None = None,
+        strengths: LearnedStrengths | torch.Tensor | None = None,
         batch_size: int | None = None,
     ) -> Outputs:
         """Amplify a latent set S by `alpha` in the SAE code of `layer`'s CLS token and feed the decoded
-        embedding to that layer's decision network (Eq. 5); the residual stream is left as it is.
-
-        S is the index set `strategy` (a name of `index_sets`, default 'per_class') or the latent ids
-        `latents`. Class-conditioned sets take each image's class from `labels`, or, without labels, from
-        the unsteered model's prediction. `mode`: 'pre_topk', 'post_topk' or 'additive'. alpha = 0 is
-        the SAE reconstruction."""
+        embedding to that layer's decision network (Eq. 5); the residual stream is left as it is. S is the index
+        set `strategy` (a name of `index_sets`, default 'per_class') or the latent ids `latents`: (|S|,) for
+        every image, or (C, |S|) one per class, each image's class from `labels` or else the unsteered
+        prediction. `strategy='random'` steers with its draw `draw` (0..R-1; needed when R > 1; results.json
+        averages the draws, as `sweep('random')` does). `mode`: 'pre_topk' (default, alpha 1.5), 'post_topk'
+        or 'additive'. alpha = 0 is the SAE reconstruction. Or `strengths` alone: one per latent, (d_sae,) or
+        (C, d_sae), latent j of the code scaled by 1 + strengths[j] (>= -1) as the `learned` strategy steers;
+        a `LearnedStrengths` from `learned()` steers through the SAE it was fitted on."""
         layer = self._layer(layer)
+        if strengths is not None:
+            if strategy is not None or latents is not None or alpha is not None or mode is not None:
+                raise HeadsteerError("give strengths alone: they replace strategy, latents, alpha and mode")
+            return steer_strengths(self, as_batch(images, self.data.in_chans), layer, strengths, labels, batch_size)
+        alpha, mode = finite(1.5 if alpha is None else alpha, "alpha"), "pre_topk" if mode is None else mode
         if mode not in MODES:
-            raise HeadsteerError(f"mode='{mode}' is not a steering mode; use one of {', '.join(MODES)}")
+            raise HeadsteerError(f"mode={mode!r} is not a steering mode; use one of {', '.join(MODES)}")
         batch = as_batch(images, self.data.in_chans)
-        S = self._set_rows(batch, layer, strategy, latents, labels)  # (N, |S|)
+        S = self._rows(batch, self._chosen_set(layer, strategy, latents, draw), labels)  # (N, |S|)
         sae = self.sae(layer).sae
 
         def run_batch(x: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
@@ -217,55 +229,72 @@ class Run:
 
         return self._batches(batch, layer, batch_size, run_batch)
 
-    def _set_rows(self, batch: torch.Tensor, layer: int, strategy, latents, labels) -> torch.Tensor:
-        """(N, |S|) latent indices of each image's set."""
+    def _rows(self, batch: torch.Tensor, per: torch.Tensor, labels) -> torch.Tensor:
+        """(N, ...) each image's row of `per`: (...) for every image, or (C, ...) indexed by its class (from
+        `labels`, else the unsteered prediction)."""
+        if per.ndim == 1:
+            return per.expand(len(batch), -1)
+        C = len(self.classes)
+        classes = self.forward(batch).predictions if labels is None else as_labels(labels, len(batch), C)
+        return per[classes]
+
+    def learned(self, variant: str = "global", target: float = 0.1, *, sae: str = "trained") -> LearnedStrengths:
+        """The strengths the steer stage learned for `variant` ('global', 'per_class.true', 'per_class.predicted')
+        at the fitted target usage nearest `target`, on the run's SAE or (sae='untrained') the random control;
+        pass them to `steer(images, strengths=...)`."""
+        return learned_strengths(self, variant, target, sae)
+
+    def _chosen_set(self, layer: int, strategy, latents, draw) -> torch.Tensor:
+        """The set S of a steer() or sweep() call: (|S|,) or (C, |S|) latent ids."""
         if latents is not None:
             if strategy is not None:
-                raise HeadsteerError("give steer() a strategy or latents, not both")
-            s = latent_ids(latents, self.sae(layer).sae.d_sae, "latents")
-        else:
-            sets = self.index_sets(layer)
-            strategy = strategy or "per_class"
-            if strategy not in sets:
-                names = ", ".join(sets)
-                raise HeadsteerError(f"strategy='{strategy}' is not an index set of layer {layer}; use one of {names}")
-            s = sets[strategy]
-        if s.ndim == 1:
-            return s.expand(len(batch), -1)
-        classes = self.forward(batch).predictions if labels is None else as_labels(labels, len(batch))
-        return s[classes]
+                raise HeadsteerError("give a strategy or latents, not both")
+            return latent_ids(latents, self.sae(layer).sae.d_sae, "latents", len(self.classes))
+        return named_set(self.index_sets(layer), layer, strategy, draw)
 
     def threshold(
         self, images: ImageInput, shift: float, *, layer: int | None = None, batch_size: int | None = None
     ) -> Outputs:
         """The threshold baseline: `layer` keeps head h when a_h + shift > 0, a_h its decision logits (no
         SAE, no class); shift = 0 is the unsteered model. Other layers decide as usual."""
-        layer = self.model.resolve_layer(self.layer if layer is None else layer, "layer")
+        shift = finite(shift, "shift")
+        layer = self.model.resolve_layer(self.layer if layer is None else block_index(layer), "layer")
         if layer not in self.model.pruned_layers:
             raise HeadsteerError(f"layer={layer} has no decision network; pruned layers: {self.model.pruned_layers}")
         batch = as_batch(images, self.data.in_chans)
-        return self._batches(batch, layer, batch_size, lambda x, rows: self._shifted(x, layer, shift))
-
-    def _shifted(self, x: torch.Tensor, layer: int, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """Blocks before `layer` as usual, `layer` with shifted decision logits, then the rest (from its tokens)."""
-        first = self.model(x, capture=(layer,))
-        tokens = first.captured[layer]  # (b, T, d) entering `layer`
-        keep = threshold_masks(self.model.decisions[str(layer)](tokens[:, 0]), shift)  # (b, H)
-        tail = self.model.forward_from(tokens, start=layer, force={layer: keep})
-        return tail.logits, torch.cat([first.masks[:, :layer], tail.masks[:, layer:]], 1)
+        return self._batches(batch, layer, batch_size, lambda x, rows: shifted_forward(self.model, x, layer, shift))
 
     def _batches(
         self, batch: torch.Tensor, layer: int, batch_size: int | None, call: Callable[[torch.Tensor, slice], tuple]
     ) -> Outputs:
         """`call(model input, rows)` -> (logits, masks) over batches of `batch` (`as_batch`), as Outputs."""
-        size = batch_size or self.config.extract.batch_size  # the extraction's batches: the same numbers
+        size = as_batch_size(batch_size, self.config.extract.batch_size)  # the extraction's: the same numbers
         logits, masks = [], []
         with torch.inference_mode():
             for lo in range(0, len(batch), size):
                 rows = slice(lo, min(len(batch), lo + size))
-                lg, m = call(self.transform(batch[rows]), rows)
+                lg, m = call(self._model_input(batch[rows]), rows)
                 logits.append(lg.float().cpu())
                 masks.append(m.float().cpu())
         lg, m = torch.cat(logits), torch.cat(masks)
         pruned = self.model.pruned_layers
         return Outputs(lg, lg.argmax(1), m, layer, m[:, layer].mean(1), m[:, pruned].mean(dim=(1, 2)))
+
+    def sweep(
+        self,
+        strategy: str | None = None,
+        alphas: Sequence[float] | None = None,
+        *,
+        latents: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
+        mode: str | None = None,
+        label_source: str = "true",
+        layer: int | None = None,
+        frame: bool | None = None,
+    ) -> Any:
+        """Accuracy and head usage of one strategy at every alpha of `alphas` (default: the run's grid) on the
+        run's TEST split, as the steer stage computes its curves (equal to results.json's), from its saved outcomes.
+        `strategy` (default 'per_class') or `latents` as in `steer`; 'random' averages its R draws.
+        `label_source`: 'true' or 'predicted' (class-conditioned sets). `mode`: default `steer.mode`. Returns one
+        row per alpha {strategy, mode, label_source, alpha, accuracy, head_usage, head_usage_overall} (Python
+        floats): a pandas DataFrame when pandas is installed (frame=None) or asked for, else a list of dicts."""
+        return sweep_rows(self, strategy, alphas, latents, mode, label_source, layer, frame)

@@ -1,4 +1,5 @@
-"""The named outputs of `headsteer.api`: per-image results, latent statistics, a layer's SAE."""
+"""The named outputs of `headsteer.api`: per-image results, latent statistics, a layer's SAE. Their reprs
+are one short line (shapes and means, never whole tensors); scalar summaries are Python floats."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from headsteer.api.inputs import as_labels
 from headsteer.sae.topk import TopKSAE
 
 
-@dataclass
+@dataclass(repr=False)
 class Outputs:
     """What `Run.forward`, `Run.steer` and `Run.threshold` return, per image, on the CPU."""
 
@@ -31,10 +32,28 @@ class Outputs:
 
     def accuracy(self, labels: Sequence[int] | torch.Tensor) -> float:
         """Fraction of images whose prediction equals `labels` (B,)."""
-        return (self.predictions == as_labels(labels, len(self.predictions))).float().mean().item()
+        labels = as_labels(labels, len(self.predictions), self.logits.shape[1])
+        return (self.predictions == labels).float().mean().item()
+
+    def summary(self, labels: Sequence[int] | torch.Tensor | None = None) -> dict[str, float]:
+        """Python numbers, keyed as results.json's curves: images, head_usage (mean of `usage`),
+        head_usage_overall, and accuracy when `labels` are given."""
+        out = {
+            "images": len(self.predictions),
+            "head_usage": self.usage.mean().item(),
+            "head_usage_overall": self.usage_overall.mean().item(),
+        }
+        return out if labels is None else {**out, "accuracy": self.accuracy(labels)}
+
+    def __repr__(self) -> str:
+        s = self.summary()
+        return (
+            f"Outputs({s['images']} images, {self.logits.shape[1]} classes, layer {self.layer}: mean usage "
+            f"{s['head_usage']:.4f}, overall {s['head_usage_overall']:.4f})"
+        )
 
 
-@dataclass
+@dataclass(repr=False)
 class LatentStats:
     """Firing statistics of one layer's SAE latents on the TRAIN split, and their head effects."""
 
@@ -50,8 +69,14 @@ class LatentStats:
     head_effect_latents: Optional[torch.Tensor]
     """(A,) the latents of `head_effect` (those that fire on TRAIN); None for layer-study layers."""
 
+    def __repr__(self) -> str:
+        C, n = self.freq_per_class.shape
+        alive = int((self.freq_overall > 0).sum())
+        effects = "no head effects" if self.head_effect is None else f"head effects of {self.head_effect.shape[0]}"
+        return f"LatentStats({n} latents, {alive} fire on TRAIN, {C} classes, {effects})"
 
-@dataclass
+
+@dataclass(repr=False)
 class RunSAE:
     """A layer's SAE, and the folder holding it in SAELens layout."""
 
@@ -61,3 +86,7 @@ class RunSAE:
     """Its SAELens folder (cfg.json + sae_weights.safetensors): `SAE.load_from_disk(folder)` in SAELens."""
     layer: int
     """The block whose residual-input CLS token it encodes."""
+
+    def __repr__(self) -> str:
+        s = self.sae
+        return f"RunSAE(layer {self.layer}: {s.d_in} -> {s.d_sae} latents, k={s.k}, folder='{self.folder}')"

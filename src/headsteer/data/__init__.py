@@ -27,7 +27,7 @@ __all__ = [
 
 
 def load_dataset(cfg: DataConfig) -> ImageDataset:
-    """Load the configured dataset, cut to train_limit / test_limit."""
+    """Load the configured dataset, cut to train_limit / test_limit (each class keeping its share)."""
     if cfg.name == "fashion_mnist":
         from headsteer.data.fashion_mnist import load_fashion_mnist
 
@@ -44,8 +44,8 @@ def load_dataset(cfg: DataConfig) -> ImageDataset:
         from headsteer.data.cifar100 import load_cifar100
 
         ds = load_cifar100(cfg.root, cfg.download)
-    ds.train = ds.train.head(cfg.train_limit)
-    ds.test = ds.test.head(cfg.test_limit)
+    ds.train = ds.train.limited(cfg.train_limit, ds.classes, "data.train_limit")
+    ds.test = ds.test.limited(cfg.test_limit, ds.classes, "data.test_limit")
     return ds
 
 

@@ -13,6 +13,8 @@ from typing import Iterator
 
 import torch
 
+from headsteer.errors import HeadsteerError
+
 
 @dataclass
 class ImageSplit:
@@ -24,12 +26,49 @@ class ImageSplit:
     def __len__(self) -> int:
         return self.labels.shape[0]
 
-    def head(self, n: int | None) -> "ImageSplit":
-        """The first `n` samples (all when n is None)."""
+    def take(self, rows: torch.Tensor) -> "ImageSplit":
+        """The samples `rows` (sorted indices), in their order; a streamed split stays on disk."""
+        images = self.images[rows] if torch.is_tensor(self.images) else self.images.take(rows.tolist())
+        return ImageSplit(images, self.labels[rows])
+
+    def limited(self, n: int | None, classes: list[str], key: str) -> "ImageSplit":
+        """`n` samples that keep every class's share (`stratified_rows`; all when n is None or >= the
+        split); a class that keeps no image is an error naming it and `key`, the config key of n."""
         if n is None or n >= len(self):
             return self
-        first = getattr(self.images, "first", None)  # a streamed split stays on disk
-        return ImageSplit(first(n) if first else self.images[:n], self.labels[:n])
+        rows = stratified_rows(self.labels, n, len(classes))
+        counts = torch.bincount(self.labels, minlength=len(classes))
+        lost = [c for c in range(len(classes)) if counts[c] > 0 and not (self.labels[rows] == c).any()]
+        if lost:
+            more = f" (and {len(lost) - 1} more class(es))" if len(lost) > 1 else ""
+            raise HeadsteerError(
+                f"{key}={n} leaves class '{classes[lost[0]]}' ({int(counts[lost[0]])} of the {len(self)} images) "
+                f"with no image{more}, each class keeping its share: raise {key}, or set it to null for all images"
+            )
+        return self.take(rows)
+
+
+LIMIT_SEED = 1234
+"""Seed of the images `data.train_limit` / `test_limit` keep: the same whatever the run's `seed`, so
+runs that differ in seed see the same images."""
+
+
+def stratified_rows(labels: torch.Tensor, n: int, num_classes: int, seed: int = LIMIT_SEED) -> torch.Tensor:
+    """Sorted indices of n of the rows of `labels` (N,) that keep each class's share: class c gets
+    floor(n * count_c / N), and the n left over go one each to the largest remainders (lower class
+    first on a tie); within a class, a seeded random choice."""
+    counts = torch.bincount(labels, minlength=num_classes).double()  # (C,)
+    quota = counts * n / len(labels)
+    keep = quota.floor().long()
+    remainder = quota - keep
+    order = sorted(range(num_classes), key=lambda c: (-remainder[c].item(), c))
+    keep[order[: n - int(keep.sum())]] += 1
+    g = torch.Generator().manual_seed(seed)
+    picks = []
+    for c in range(num_classes):
+        rows = (labels == c).nonzero().squeeze(1)
+        picks.append(rows[torch.randperm(len(rows), generator=g)[: int(keep[c])]])
+    return torch.cat(picks).sort().values
 
 
 @dataclass

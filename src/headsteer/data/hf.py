@@ -29,7 +29,9 @@ def _open(root: str | None):
     try:
         import datasets
     except ImportError:
-        raise HeadsteerError("data.name=hf needs the `datasets` package; run `make install`") from None
+        raise HeadsteerError(
+            "data.name=hf needs the `datasets` package: pip install 'headsteer[hf]' (in a clone: make install-dev)"
+        ) from None
     try:
         dd = datasets.load_from_disk(root)
     except FileNotFoundError as exc:

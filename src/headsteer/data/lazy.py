@@ -60,10 +60,11 @@ class LazyImages:
             return torch.zeros((0, *self.shape[1:]), dtype=torch.uint8)
         return to_uint8(self.decode(rows), len(rows), self.gray, self.size, self.where)
 
-    def first(self, n: int) -> "LazyImages":
-        """The first n rows, still on disk (`ImageSplit.head`)."""
-        n = min(n, self.n)
-        return LazyImages(n, tuple(self.shape[1:]), self.decode, self.gray, self.size, self.where)
+    def take(self, rows: list[int]) -> "LazyImages":
+        """The rows given (`ImageSplit.take`), still on disk."""
+        decode = self.decode
+        return LazyImages(len(rows), tuple(self.shape[1:]), lambda r: decode([rows[i] for i in r]), self.gray,
+                          self.size, self.where)  # fmt: skip
 
 
 class _Batches(Dataset):

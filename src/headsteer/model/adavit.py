@@ -228,6 +228,18 @@ class AdaViT(nn.Module):
             captured=captured,
         )
 
+    def tokens_entering(self, images: torch.Tensor, layer: int) -> torch.Tensor:
+        """(B, N, d) residual stream entering block `layer`: what `forward(images, capture=(layer,))`
+        captures, without running block `layer` and the blocks after it (earlier blocks decide as usual)."""
+        layer = self.resolve_layer(layer)
+        x = self.embed(images)
+        for i, blk in enumerate(self.vit.blocks[:layer]):
+            mask = None
+            if self.gating and i in self.pruned_layers:
+                mask, _, _, x = self.head_mask(i, x)
+            x = block_forward(blk, x, mask, skip=self.skip_pruned_heads and not self.training)
+        return x
+
     @property
     def cls_pooled(self) -> bool:
         """Whether the head reads the CLS token alone (class-token pooling, no attention pooling)."""

@@ -9,7 +9,7 @@ import timm
 import torch
 
 from headsteer.config import ExtractConfig, RunConfig
-from headsteer.data import BatchTransform, ImageDataset, check_classes, load_dataset
+from headsteer.data import BatchTransform, ImageDataset, check_classes, iterate, load_dataset
 from headsteer.errors import HeadsteerError
 from headsteer.model.adavit import AdaViT
 from headsteer.model.build import build_model, load_weights, meta_model, normalization
@@ -74,6 +74,22 @@ def load_pruned(cfg: RunConfig, device: torch.device) -> PrunedModel:
     built = build_for(cfg, ds, device)
     load_weights(built.model, Path(cfg.out) / "prune" / "model.safetensors")
     return PrunedModel(ds, built.model.eval(), built.test_tf)
+
+
+def captured_tokens(
+    cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Tensor | None = None, split: str = "test"
+) -> torch.Tensor:
+    """(N, T, d) tokens entering `layer` over the images of `split` (or its rows given), on the CPU."""
+    device = next(pm.model.parameters()).device
+    whole = getattr(pm.data, split)
+    part = whole if rows is None else type(whole)(whole.images[rows], whole.labels[rows])
+    with torch.inference_mode():
+        return torch.cat(
+            [
+                pm.model.tokens_entering(pm.test_tf(images).to(device), layer).cpu()
+                for images, _ in iterate(part, cfg.prune.eval_batch_size)
+            ]
+        )
 
 
 def study_layers(model: AdaViT, cfg: ExtractConfig) -> tuple[int, list[int]]:

@@ -16,9 +16,9 @@ import torch
 
 from headsteer.activations import Activations, extracted_layers, load_split
 from headsteer.config import RunConfig
-from headsteer.data import iterate, seeded_subset
+from headsteer.data import seeded_subset
 from headsteer.io import read_tensors, write_json, write_tensors
-from headsteer.model.configured import PrunedModel, load_pruned
+from headsteer.model.configured import PrunedModel, captured_tokens, load_pruned
 from headsteer.model.macs import macs_per_head
 from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE
@@ -41,22 +41,6 @@ from headsteer.steer.tails import OutcomeCache, make_tail
 from headsteer.steer.uncertainty import Bootstrap
 
 class_conditioned = IndexSets.class_conditioned
-
-
-def captured_tokens(
-    cfg: RunConfig, pm: PrunedModel, layer: int, rows: torch.Tensor | None = None, split: str = "test"
-) -> torch.Tensor:
-    """(N, T, d) tokens entering `layer` over the images of `split` (or its rows given), on the CPU."""
-    device = next(pm.model.parameters()).device
-    whole = getattr(pm.data, split)
-    part = whole if rows is None else type(whole)(whole.images[rows], whole.labels[rows])
-    with torch.inference_mode():
-        return torch.cat(
-            [
-                pm.model(pm.test_tf(images).to(device), capture=(layer,)).captured[layer].cpu()
-                for images, _ in iterate(part, cfg.prune.eval_batch_size)
-            ]
-        )
 
 
 def sensitivities(
@@ -285,6 +269,7 @@ def run(cfg: RunConfig, folder: Path) -> dict:
     studied = {i: rec["sensitivity"] for i, rec in study_records.items()}
     metrics["sensitivity"] = sensitivities(cfg, pm, cache, test, studied)
     metrics["timing"]["tail_evaluations"] = cache.computed
+    write_tensors(folder / "outcomes.safetensors", cache.computed_pairs())  # for Run.sweep (headsteer.api)
     del cache  # the headline's tokens and per-(image, pattern) outcomes
     metrics["timing"]["study_and_sensitivity_seconds"] = round(time.time() - t0, 2)
     metrics["layer_study"] = {

@@ -1,4 +1,4 @@
-"""What SAE steering is compared with (DESIGN.md section 5b): the simplest things that could do the same.
+"""What SAE steering is compared with: the simplest things that could do the same.
 
 - `threshold`: no SAE, no class. The steered layer keeps head h when a_h + b > 0 for a constant shift b
   of its decision logits; shifts are chosen so the kept fraction spans 0..1 evenly.
@@ -17,6 +17,16 @@ import torch
 from headsteer.classwise import class_mean
 from headsteer.model import deterministic_mask
 from headsteer.steer.reach import ReachSettings, reach
+
+
+def shifted_forward(model, x: torch.Tensor, layer: int, shift: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits (B, C), masks (B, L, H)) of the model on input `x` when `layer` keeps head h where a_h + shift > 0:
+    blocks before `layer` as usual, `layer` with shifted decision logits, then the rest from its tokens."""
+    first = model(x, capture=(layer,))
+    tokens = first.captured[layer]  # (B, T, d) entering `layer`
+    keep = threshold_masks(model.decisions[str(layer)](tokens[:, 0]), shift)  # (B, H)
+    tail = model.forward_from(tokens, start=layer, force={layer: keep})
+    return tail.logits, torch.cat([first.masks[:, :layer], tail.masks[:, layer:]], 1)
 
 
 def threshold_shifts(logits: torch.Tensor, levels: int = 41) -> list[float]:

@@ -18,7 +18,7 @@ from headsteer.steer.judge import Judging, judge_all, judge_curve
 from headsteer.steer.learned import Codes, gate_directions, is_linear, pushes
 from headsteer.steer.learned_fit import LearnedProblem
 from headsteer.steer.practitioner import OnTest, fit_rivals, rival_curves, rival_names, summary
-from headsteer.steer.random_sae import untrained_sae
+from headsteer.steer.random_sae import control_sae
 from headsteer.steer.reach import ReachSettings
 from headsteer.steer.rivals import targets as target_grid
 from headsteer.steer.stats import IndexSets, latent_sets
@@ -143,7 +143,7 @@ def fit_all(sc, seed: int, ctx: FitContext, sae, train, base: tuple, ref_acc: fl
     j = Judging(ctx.boot, threshold, mean_shift, sc.stake_floor_pts, sc.low_usage_loss_pts, on_test, gate)
     saes = {"trained": sae}
     if sc.untrained_sae:
-        saes["untrained"] = untrained_sae(sae, train.cls, seed + 47)
+        saes["untrained"] = control_sae(sae, train.cls, seed)
     if sc.learned:
         ps = PathSettings(sc.learned_l1, tuple(sc.learned_path), sc.learned_refit_steps)
         docs, learned_curves = {}, {}

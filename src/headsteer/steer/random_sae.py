@@ -20,3 +20,12 @@ def untrained_sae(like: TopKSAE, train_cls: torch.Tensor, seed: int) -> TopKSAE:
     with torch.no_grad():
         sae.b_dec.copy_(train_cls.float().mean(0))
     return sae.to(like.W_dec.device).eval()
+
+
+SEED_OFFSET = 47
+"""The control's seed is the run's seed + SEED_OFFSET (the steer stage's and the API's are the same SAE)."""
+
+
+def control_sae(like: TopKSAE, train_cls: torch.Tensor, run_seed: int) -> TopKSAE:
+    """The run's untrained control: `untrained_sae` seeded from the run's seed."""
+    return untrained_sae(like, train_cls, run_seed + SEED_OFFSET)

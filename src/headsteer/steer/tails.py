@@ -159,6 +159,29 @@ class OutcomeCache:
         self._fill([(pattern, rows)])
         return self._pred[pattern][rows]
 
+    def computed_pairs(self) -> dict[str, torch.Tensor]:
+        """Every (image, pattern) outcome computed so far, flat (int32 each): `pattern`, `row`, `pred`,
+        `kept_after`; what a later cache of the same tail can start from (`add_pairs`)."""
+        cols: dict[str, list[torch.Tensor]] = {"pattern": [], "row": [], "pred": [], "kept_after": []}
+        for p, pred in self._pred.items():
+            rows = (pred >= 0).nonzero().squeeze(1)
+            cols["pattern"].append(torch.full_like(rows, p))
+            cols["row"].append(rows)
+            cols["pred"].append(pred[rows])
+            cols["kept_after"].append(self._after[p][rows])
+        return {k: torch.cat(v).int() if v else torch.zeros(0, dtype=torch.int32) for k, v in cols.items()}
+
+    @torch.inference_mode()
+    def add_pairs(self, pairs: dict[str, torch.Tensor]) -> None:
+        """Take the outcomes another cache of the same tail computed (`computed_pairs`) as computed here."""
+        pattern, row, pred, after = (pairs[k].long() for k in ("pattern", "row", "pred", "kept_after"))
+        for p in pattern.unique().tolist():
+            sel = pattern == p
+            if p not in self._pred:
+                self._pred[p] = torch.full((self.n,), -1, dtype=torch.long)
+                self._after[p] = torch.zeros(self.n, dtype=torch.long)
+            self._pred[p][row[sel]], self._after[p][row[sel]] = pred[sel], after[sel]
+
     def _fill(self, groups: list[tuple[int, torch.Tensor]]) -> None:
         """Run the tail on every (image, pattern) pair of `groups` not computed yet, all patterns together in
         batches of `batch_size` rows (each row with its own mask), so a point that meets many patterns on a few
