@@ -178,7 +178,7 @@ def test_public_names_are_exported_typed_and_documented():
     assert set(api.__all__) <= set(headsteer.__all__) | {"ImageInput"}
     for name in api.__all__:
         assert getattr(headsteer, name, None) is getattr(api, name) or name == "ImageInput"
-    for cls in (api.Run, api.Outputs, api.LatentStats, api.RunSAE):
+    for cls in (api.Run, api.Outputs, api.LatentStats, api.RunSAE, api.LearnedStrengths):
         assert cls.__doc__, cls
         if dataclasses.is_dataclass(cls):  # every field has its docstring
             assert set(field_docs(cls)) == {f.name for f in dataclasses.fields(cls)}, cls

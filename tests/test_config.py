@@ -75,7 +75,7 @@ def test_missing_config_file(tmp_path, monkeypatch):
 def test_negative_seed_and_unknown_enum_values_are_refused_naming_the_allowed_ones():
     with pytest.raises(HeadsteerError) as err:
         load_config(None, ["seed=-1"])
-    assert str(err.value) == "seed=-1 must be >= 0 (e.g. seed=1)"
+    assert str(err.value) == "seed=-1 must be >= 0"
     assert load_config(None, ["seed=0"]).seed == 0
     with pytest.raises(HeadsteerError) as err:
         load_config(None, ["steer.mode=dense"])

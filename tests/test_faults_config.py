@@ -213,10 +213,12 @@ def test_one_class_data_is_refused_before_training(tmp_path, capsys):
     assert not list((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
     assert load_dataset(DataConfig(name="imagefolder", root=str(data))).classes == ["only"]  # it loads, for a look
     two = _folder(tmp_path / "two")
-    args = ["prune", SMOKE, "data.name=imagefolder", f"data.root={two}", "data.train_limit=2", f"out={tmp_path / 'r2'}"]
+    for png in (two / "train" / "b").iterdir():  # class b: test images only
+        png.unlink()
+    args = ["prune", SMOKE, "data.name=imagefolder", f"data.root={two}", f"out={tmp_path / 'r2'}"]
     assert one_line_error(capsys, args) == (
-        f"headsteer: error: the training images of data.root={two} (data.train_limit=2 keeps the first 2) are all of "
-        "class 'a'; a classifier needs at least two classes: raise or remove data.train_limit"
+        f"headsteer: error: the training images of data.root={two} are all of class 'a'; a classifier needs "
+        "training images of at least two classes: add some of another class to train/"
     )
     assert not (tmp_path / "r2" / "prune" / "checkpoint.safetensors").exists()
 

@@ -158,5 +158,5 @@ def test_the_answer_says_yes_only_when_a_comparison_beats_the_threshold():
     yes = headline(_results({"per_class": "beats", "global": "matches"}))
     assert yes.startswith("Yes, at layer 1: 1 comparison(s) beat") and "per_class (pre_topk, true labels)" in yes
     no = headline(_results({"per_class": "matches", "global": "inconclusive"}))
-    assert no.startswith("No, at layer 1: no SAE steering strategy beats") and "1 match, 1 inconclusive" in no
+    assert no.startswith("No, at layer 1: no SAE frequency-set strategy beats") and "1 match, 1 inconclusive" in no
     assert "+1.00 pts [95 % CI +0.20, +2.00]" in no  # the paper's method, named with its CI

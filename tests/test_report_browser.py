@@ -199,6 +199,7 @@ def test_docs_site_browses_from_file_urls(browser, docs_site):
     error; the search box, which needs a server, is hidden there."""
     from selenium.webdriver.common.by import By
 
+    browser.get_log("browser")  # drop what earlier tests' pages logged
     browser.get((docs_site / "index.html").as_uri())
     hrefs = {a.get_attribute("href").split("#")[0] for a in browser.find_elements(By.CSS_SELECTOR, "a.md-nav__link")}
     pages = sorted(h for h in hrefs if h.startswith("file://"))

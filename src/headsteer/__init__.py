@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = ["load_run", "Run", "Outputs", "LatentStats", "RunSAE", "__version__"]
+__all__ = ["load_run", "Run", "Outputs", "LatentStats", "RunSAE", "LearnedStrengths", "__version__"]
 
 if TYPE_CHECKING:  # for type checkers and documentation tools; at run time, `__getattr__` below
-    from headsteer.api import LatentStats, Outputs, Run, RunSAE, load_run
+    from headsteer.api import LatentStats, LearnedStrengths, Outputs, Run, RunSAE, load_run
 
 
 def __getattr__(name: str) -> Any:

@@ -14,6 +14,7 @@ are per image, on the CPU.
 
 from headsteer.api.inputs import ImageInput
 from headsteer.api.run import Run, load_run
+from headsteer.api.strengths import LearnedStrengths
 from headsteer.api.types import LatentStats, Outputs, RunSAE
 
-__all__ = ["load_run", "Run", "Outputs", "LatentStats", "RunSAE", "ImageInput"]
+__all__ = ["load_run", "Run", "Outputs", "LatentStats", "RunSAE", "LearnedStrengths", "ImageInput"]

@@ -62,10 +62,9 @@ def check_classes(ds: ImageDataset, cfg: DataConfig) -> None:
         )
     present = torch.unique(ds.train.labels)
     if present.numel() == 1:
-        limit = f" (data.train_limit={cfg.train_limit} keeps the first {len(ds.train)})" if cfg.train_limit else ""
         raise HeadsteerError(
-            f"the training images of {where}{limit} are all of class {ds.classes[int(present[0])]!r}; a classifier "
-            "needs at least two classes: raise or remove data.train_limit"
+            f"the training images of {where} are all of class {ds.classes[int(present[0])]!r}; a classifier "
+            "needs training images of at least two classes: add some of another class to train/"
         )
 
 
