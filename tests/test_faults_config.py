@@ -8,13 +8,15 @@ import typing
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from conftest import ROOT, one_line_error
 from headsteer.config import DataConfig, RunConfig
 from headsteer.config_checks import RANGES
 from headsteer.config_loader import load_config
-from headsteer.data import load_dataset
+from headsteer.data import check_classes, load_dataset
+from headsteer.data.base import ImageDataset, ImageSplit
 from headsteer.errors import HeadsteerError
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
@@ -212,15 +214,17 @@ def test_one_class_data_is_refused_before_training(tmp_path, capsys):
     )
     assert not list((tmp_path / "run").rglob("*.safetensors"))  # nothing trained
     assert load_dataset(DataConfig(name="imagefolder", root=str(data))).classes == ["only"]  # it loads, for a look
-    two = _folder(tmp_path / "two")
-    for png in (two / "train" / "b").iterdir():  # class b: test images only
-        png.unlink()
-    args = ["prune", SMOKE, "data.name=imagefolder", f"data.root={two}", f"out={tmp_path / 'r2'}"]
-    assert one_line_error(capsys, args) == (
-        f"headsteer: error: the training images of data.root={two} are all of class 'a'; a classifier needs "
-        "training images of at least two classes: add some of another class to train/"
+    # a training split of one class (an image folder refuses an empty class folder; other sources may not)
+    one = ImageSplit(torch.zeros(4, 1, 28, 28, dtype=torch.uint8), torch.zeros(4, dtype=torch.long))
+    two = ImageSplit(one.images, torch.tensor([0, 1, 0, 1]))
+    ds = ImageDataset("x", ["a", "b"], one, two, (0.5,), (0.5,))
+    with pytest.raises(HeadsteerError) as err:
+        check_classes(ds, DataConfig(name="hf", root="some/data"))
+    assert str(err.value) == (
+        "the training images of data.root=some/data are all of class 'a'; a classifier needs training images of "
+        "at least two classes: add some of another class to train/"
     )
-    assert not (tmp_path / "r2" / "prune" / "checkpoint.safetensors").exists()
+    check_classes(ImageDataset("x", ["a", "b"], two, two, (0.5,), (0.5,)), DataConfig(name="hf", root="some/data"))
 
 
 # --------------------------------------------------------------------------------------------------

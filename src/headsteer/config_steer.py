@@ -94,7 +94,7 @@ class SteerConfig:
     heads the fit reads the outcome of all 2^H head patterns on each of them."""
     fit_holdout: float = 0.25
     """Fraction of the fit images held out; it only chooses the number of learned latents."""
-    fit_steps: int = 300
+    fit_steps: int = 150
     """Adam steps of each gradient fit (retrained gate, learned strengths)."""
     fit_lr: float = 0.05
     """Adam learning rate of each gradient fit."""
@@ -108,9 +108,9 @@ class SteerConfig:
     learned_l1: float = 1.0e-2
     """L1 weight on the logit pushes of the learned strengths (sum of |alpha_j p_j|, p_j: the push of latent j at
     alpha = 1) in the unrestricted fit that ranks the latents for the sparsity path."""
-    learned_path: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64])
+    learned_path: list[int] = field(default_factory=lambda: [1, 4, 16, 64])
     """Sparsity path: refits with only the m strongest latents free (per class for per-class strengths)."""
-    learned_refit_steps: int = 100
+    learned_refit_steps: int = 50
     """Adam steps of each sparsity-path refit (it starts from the unrestricted fit's strengths)."""
     focus_usage: float = 0.1
     """The target usage at which the answer compares learned strengths on the trained and the untrained SAE."""

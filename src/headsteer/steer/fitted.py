@@ -158,10 +158,12 @@ def fit_all(sc, seed: int, ctx: FitContext, sae, train, base: tuple, ref_acc: fl
 
 def untrained_frequency_sets(sc, seed: int, model, rsae, data: tuple, C: int, scorer, j: Judging, path: Path) -> dict:
     """The frequency strategies on the untrained SAE `rsae` (headline mode, every label source, with reach),
-    judged like the trained SAE's; its latent sets saved to `path`. data: (train, test) Activations."""
+    judged like the trained SAE's; its latent sets saved to `path`. data: (train, test) Activations. Not
+    `random`: a random set of a random dictionary is the trained SAE's random band again, at R times the cost."""
     train, test = data
     sets = latent_sets(sc, seed, rsae, train, C, path, {})
-    grid = SweepGrid([sc.mode], sc.label_sources, list(sc.strategies), alpha_grid(sc))
+    strategies = [s for s in sc.strategies if s != "random"]
+    grid = SweepGrid([sc.mode], sc.label_sources, strategies, alpha_grid(sc))
     rs = ReachSettings.of(sc) if sc.reach else None
     res = run_sweep(model, rsae, scorer, test, sets, grid, sc.batch_size, sc.random_draws, rs)
     return {

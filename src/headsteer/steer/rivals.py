@@ -71,7 +71,8 @@ def fit_grouped(decide, split: FitSplit, target: float, name: str, source: str |
         groups, G = split.classes(source)[rows][:, None].expand(-1, H), C
     kept = round(target * logits.numel())
     found = search(logits, groups, G, kept, lambda masks, pos: split.correct_rows(masks, rows[pos]))
-    policy = Policy(name, target, {"shifts": found.shifts}, {"moves": found.moves, "kept_pairs": kept})
+    record = {"target": target, "moves": found.moves, "kept_pairs": kept}
+    policy = Policy(name, target, {"shifts": found.shifts}, record)
     masks = (apply(policy, decide, x, split.classes(source or "true")[rows].to(dev)) > 0).float().cpu()
     policy.record |= {"accuracy": split.correct_rows(masks, rows).mean().item(), "usage": masks.mean().item()}
     return policy

@@ -4,6 +4,7 @@ point by the held-out rule (`learned_fit.choose`), never by test accuracy."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import torch
@@ -51,7 +52,9 @@ def fit_paths(p: LearnedProblem, targets: list[float], s: FitSettings, ps: PathS
         ]
         return [pts[i * per : (i + 1) * per] for i in range(len(targets))]
     print(f"[steer] fitting learned strengths: {family} ({len(targets)} targets x {per} path points)", flush=True)
+    t0 = time.time()
     out = sparsity_paths(p, targets, s, ps.l1, list(ps.path), ps.refit_steps)
+    print(f"[steer] fitted {family} in {time.time() - t0:.1f}s", flush=True)
     cache.save(
         family,
         [
