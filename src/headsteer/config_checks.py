@@ -59,7 +59,7 @@ RANGES: dict[str, dict[str, Any]] = {
         **dict.fromkeys(("stake_floor_pts", "low_usage_loss_pts"), "[0, inf)"),
         "fit_images": ("[8, inf)", "all"),
         "fit_holdout": "(0, 1)",
-        **dict.fromkeys(("fit_steps", "learned_refit_steps"), "[1, inf)"),
+        **dict.fromkeys(("fit_steps", "learned_steps", "learned_refit_steps"), "[1, inf)"),
         **dict.fromkeys(("fit_lr", "fit_usage_weight"), "(0, inf)"),
         "learned_l1": "[0, inf)",
         **dict.fromkeys(("low_usage_max", "focus_usage"), "[0, 1]"),

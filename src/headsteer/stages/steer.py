@@ -134,6 +134,7 @@ def fit_context(cfg: RunConfig, pm: PrunedModel, layer: int, data: tuple, scorer
             "rows": rows.numel(),
             "path": sc.learned_path,
             "l1": sc.learned_l1,
+            "learned_steps": sc.learned_steps,
             "refit_steps": sc.learned_refit_steps,
         },  # fmt: skip
     )

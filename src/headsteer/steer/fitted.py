@@ -145,7 +145,7 @@ def fit_all(sc, seed: int, ctx: FitContext, sae, train, base: tuple, ref_acc: fl
     if sc.untrained_sae:
         saes["untrained"] = control_sae(sae, train.cls, seed)
     if sc.learned:
-        ps = PathSettings(sc.learned_l1, tuple(sc.learned_path), sc.learned_refit_steps)
+        ps = PathSettings(sc.learned_l1, tuple(sc.learned_path), sc.learned_steps, sc.learned_refit_steps)
         docs, learned_curves = {}, {}
         for kind, model in saes.items():
             docs[kind], learned_curves[kind] = learned(ctx, model, kind, sc.learned, ps)

@@ -4,6 +4,7 @@ point by the held-out rule (`learned_fit.choose`), never by test accuracy."""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 
@@ -27,6 +28,8 @@ class PathSettings:
     """Weight of the L1 term of the unrestricted fit (sum of |alpha|)."""
     path: tuple[int, ...]
     """m: latents free per row of strengths, one refit each."""
+    steps: int
+    """Adam steps of the unrestricted fit."""
     refit_steps: int
     """Adam steps of each refit."""
 
@@ -53,6 +56,7 @@ def fit_paths(p: LearnedProblem, targets: list[float], s: FitSettings, ps: PathS
         return [pts[i * per : (i + 1) * per] for i in range(len(targets))]
     print(f"[steer] fitting learned strengths: {family} ({len(targets)} targets x {per} path points)", flush=True)
     t0 = time.time()
+    s = dataclasses.replace(s, steps=ps.steps)
     out = sparsity_paths(p, targets, s, ps.l1, list(ps.path), ps.refit_steps)
     print(f"[steer] fitted {family} in {time.time() - t0:.1f}s", flush=True)
     cache.save(
