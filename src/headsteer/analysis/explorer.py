@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from headsteer.io import write_text
+from headsteer.artifacts.io import write_text
 
 TOP_IMAGES = 8
 """Top activating test images shown per latent."""

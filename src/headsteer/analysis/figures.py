@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from headsteer.atomic import write_bytes  # noqa: E402
+from headsteer.artifacts.atomic import write_bytes  # noqa: E402
 
 STYLE = {
     "per_class": ("#1f77b4", "per-class frequent"),

@@ -11,7 +11,7 @@ from headsteer.analysis import explorer as analysis_explorer
 from headsteer.analysis.paper_table import paper_table
 from headsteer.analysis.results import opening, study_rows
 from headsteer.analysis.rival_report import learned_html, readout_html, rivals_html
-from headsteer.io import write_text
+from headsteer.artifacts.io import write_text
 
 
 def write_markdown(path: Path, results: dict, steer: dict, lines: list[str], command: str) -> None:

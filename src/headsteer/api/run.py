@@ -9,7 +9,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from headsteer.activations import extracted_layers
 from headsteer.api.folder import open_folder
 from headsteer.api.inputs import (
     ImageInput,
@@ -25,13 +24,14 @@ from headsteer.api.sets import BUILT_IN_SETS, named_set
 from headsteer.api.strengths import LearnedStrengths, learned_strengths, steer_strengths
 from headsteer.api.sweep import SweepTails, sweep_rows
 from headsteer.api.types import LatentStats, Outputs, RunSAE
+from headsteer.artifacts.activations import extracted_layers
+from headsteer.artifacts.io import read_json, read_tensors
 from headsteer.config import RunConfig
+from headsteer.core.errors import HeadsteerError
+from headsteer.core.runtime import resolve_device
 from headsteer.data import ImageDataset
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_json, read_tensors
 from headsteer.model import AdaViT
 from headsteer.model.configured import PrunedModel, load_pruned
-from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE, run_folder
 from headsteer.steer.baselines import shifted_forward
 from headsteer.steer.steering import MODES, Candidates, steer_sparse

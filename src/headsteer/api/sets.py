@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 BUILT_IN_SETS = {
     "per_class": "set_per_class",

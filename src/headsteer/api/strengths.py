@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from headsteer.activations import load_split
 from headsteer.api.inputs import choice
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_tensors
+from headsteer.artifacts.activations import load_split
+from headsteer.artifacts.io import read_tensors
+from headsteer.core.errors import HeadsteerError
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.random_sae import control_sae
 

@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from headsteer.activations import Activations, load_split
 from headsteer.api.inputs import choice, finite
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_tensors
+from headsteer.artifacts.activations import Activations, load_split
+from headsteer.artifacts.io import read_tensors
+from headsteer.core.errors import HeadsteerError
 from headsteer.model.configured import captured_tokens
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.stats import IndexSets

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from headsteer.activations import Activations, extracted_layers, load_split
+from headsteer.artifacts.activations import Activations, extracted_layers, load_split
+from headsteer.artifacts.io import read_tensors, write_json, write_tensors
 from headsteer.config import RunConfig
+from headsteer.core.runtime import resolve_device
 from headsteer.data import seeded_subset
-from headsteer.io import read_tensors, write_json, write_tensors
 from headsteer.model.configured import PrunedModel, captured_tokens, load_pruned
 from headsteer.model.macs import macs_per_head
-from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer import fitted, study
 from headsteer.steer.alphas import alpha_grid

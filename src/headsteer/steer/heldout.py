@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import torch
 
-from headsteer.activations import Activations
-from headsteer.classwise import class_mean
+from headsteer.artifacts.activations import Activations
+from headsteer.core.classwise import class_mean
 from headsteer.steer.alphas import nearest_index
 from headsteer.steer.sweep import SweepResult
 from headsteer.steer.uncertainty import Bootstrap

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from headsteer.core.runtime import progress
 from headsteer.model import AdaViT
-from headsteer.runtime import progress
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.steering import Candidates
 from headsteer.steer.sweep import steered_masks

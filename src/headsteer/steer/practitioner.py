@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
+from headsteer.core.runtime import progress
 from headsteer.model import deterministic_mask
-from headsteer.runtime import progress
 from headsteer.steer.baselines import Curve
 from headsteer.steer.fit_cache import FitCache
 from headsteer.steer.fit_data import FitSplit

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from headsteer.io import read_tensors, write_tensors
+from headsteer.artifacts.io import read_tensors, write_tensors
 from headsteer.steer.learned import Codes, gate_directions, is_linear, mean_activation
 
 

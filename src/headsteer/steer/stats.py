@@ -7,8 +7,8 @@ from pathlib import Path
 
 import torch
 
-from headsteer.classwise import class_mean
-from headsteer.io import write_tensors
+from headsteer.artifacts.io import write_tensors
+from headsteer.core.classwise import class_mean
 
 STRATEGIES = ("per_class", "global", "random", "per_class_specific")
 

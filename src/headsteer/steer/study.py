@@ -13,7 +13,7 @@ import time
 
 import torch
 
-from headsteer.activations import Activations
+from headsteer.artifacts.activations import Activations
 from headsteer.config import SteerConfig
 from headsteer.model import AdaViT
 from headsteer.sae.topk import TopKSAE

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
-from headsteer.classwise import class_mean
+from headsteer.core.classwise import class_mean
 from headsteer.steer.stats import IndexSets, class_overlap, iou, overlap_frac
 from headsteer.steer.sweep import SweepResult
 from headsteer.steer.uncertainty import Bootstrap

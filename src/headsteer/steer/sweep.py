@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from headsteer.activations import Activations
-from headsteer.classwise import class_mean
+from headsteer.artifacts.activations import Activations
+from headsteer.core.classwise import class_mean
+from headsteer.core.runtime import progress
 from headsteer.model import AdaViT, deterministic_mask
-from headsteer.runtime import progress
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.reach import Reach, ReachSettings, reach
 from headsteer.steer.stats import IndexSets

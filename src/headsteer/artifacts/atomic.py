@@ -16,8 +16,8 @@ import re
 import secrets
 from pathlib import Path
 
-from headsteer import manifest
-from headsteer.errors import HeadsteerError, write_error
+from headsteer.artifacts import manifest
+from headsteer.core.errors import HeadsteerError, write_error
 
 
 def _temp_pattern(path: Path) -> re.Pattern:

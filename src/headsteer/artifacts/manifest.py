@@ -1,7 +1,7 @@
 """Which files in a stage folder headsteer wrote: the folder's marker, which is also its manifest.
 
 A stage folder carries `.headsteer-manifest`, written when headsteer creates (or adopts) the folder.
-While a stage runs inside `recording(folder)`, every artifact the one writer (`headsteer.io`) puts
+While a stage runs inside `recording(folder)`, every artifact the one writer (`headsteer.artifacts.io`) puts
 under that folder is appended to the manifest, by its path relative to the folder, BEFORE the file
 itself is written; so the manifest lists everything headsteer may have left there. Cleaning a stage
 (`--force`, a damaged artifact) removes only listed files; files someone else put there stay.
@@ -16,7 +16,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
 
-from headsteer.errors import write_error
+from headsteer.core.errors import write_error
 
 MARKER = ".headsteer-manifest"
 HEADER = "# headsteer stage folder: files headsteer wrote here (one per line, relative to this folder)\n"

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from headsteer.config_checks import check_ranges
-from headsteer.errors import HeadsteerError
+from headsteer.config.checks import check_ranges
+from headsteer.core.errors import HeadsteerError
 
 
 @dataclass
