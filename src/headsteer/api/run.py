@@ -34,6 +34,7 @@ from headsteer.model import AdaViT
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.sae.topk import TopKSAE, run_folder
 from headsteer.steer.baselines import shifted_forward
+from headsteer.steer.names import LabelSource, Mode, Strategy
 from headsteer.steer.steering import MODES, Candidates, steer_sparse
 
 __all__ = ["load_run", "Run"]
@@ -164,7 +165,7 @@ class Run:
         the headline layer, the config's `steer.custom_sets` (their own sizes)."""
         t = self._latent_file(layer)
         sets = {name: t[key] for name, key in BUILT_IN_SETS.items()}
-        sets["random_draws"] = t.get("set_random_draws", sets["random"][None])
+        sets["random_draws"] = t.get("set_random_draws", sets[Strategy.RANDOM][None])
         if self._layer(layer) != self.layer:
             return sets
         for name, ids in (getattr(self.config.steer, "custom_sets", {}) or {}).items():
@@ -210,7 +211,7 @@ class Run:
             if strategy is not None or latents is not None or alpha is not None or mode is not None:
                 raise HeadsteerError("give strengths alone: they replace strategy, latents, alpha and mode")
             return steer_strengths(self, as_batch(images, self.data.in_chans), layer, strengths, labels, batch_size)
-        alpha, mode = finite(1.5 if alpha is None else alpha, "alpha"), "pre_topk" if mode is None else mode
+        alpha, mode = finite(1.5 if alpha is None else alpha, "alpha"), Mode.PRE_TOPK if mode is None else mode
         if mode not in MODES:
             raise HeadsteerError(f"mode={mode!r} is not a steering mode; use one of {', '.join(MODES)}")
         batch = as_batch(images, self.data.in_chans)
@@ -238,7 +239,7 @@ class Run:
         classes = self.forward(batch).predictions if labels is None else as_labels(labels, len(batch), C)
         return per[classes]
 
-    def learned(self, variant: str = "global", target: float = 0.1, *, sae: str = "trained") -> LearnedStrengths:
+    def learned(self, variant: str = Strategy.GLOBAL, target: float = 0.1, *, sae: str = "trained") -> LearnedStrengths:
         """The strengths the steer stage learned for `variant` ('global', 'per_class.true', 'per_class.predicted')
         at the fitted target usage nearest `target`, on the run's SAE or (sae='untrained') the random control;
         pass them to `steer(images, strengths=...)`."""
@@ -287,7 +288,7 @@ class Run:
         *,
         latents: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
         mode: str | None = None,
-        label_source: str = "true",
+        label_source: str = LabelSource.TRUE,
         layer: int | None = None,
         frame: bool | None = None,
     ) -> Any:

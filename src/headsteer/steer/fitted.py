@@ -17,6 +17,7 @@ from headsteer.steer.gate_fit import FitSettings
 from headsteer.steer.judge import Judging, judge_all, judge_curve
 from headsteer.steer.learned import Codes, gate_directions, is_linear, pushes
 from headsteer.steer.learned_fit import LearnedProblem
+from headsteer.steer.names import LabelSource
 from headsteer.steer.practitioner import OnTest, fit_rivals, rival_curves, rival_names, summary
 from headsteer.steer.random_sae import control_sae
 from headsteer.steer.reach import ReachSettings
@@ -128,7 +129,7 @@ def reference(ctx: FitContext, sae) -> torch.Tensor:
 def judge_learned(docs: dict, curves: dict, judging, ref: torch.Tensor) -> None:
     """Add each variant's verdicts (`judge.judge_curve`) to its record, in place."""
     for variant, curve in curves.items():
-        source = variant.split(".", 1)[1] if "." in variant else "true"
+        source = variant.split(".", 1)[1] if "." in variant else LabelSource.TRUE
         docs[variant]["verdict"] = judge_curve(curve, judging, source, "." in variant, ref)
 
 

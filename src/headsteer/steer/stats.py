@@ -9,8 +9,9 @@ import torch
 
 from headsteer.artifacts.io import write_tensors
 from headsteer.core.classwise import class_mean
+from headsteer.steer.names import STRATEGY_NAMES, Strategy
 
-STRATEGIES = ("per_class", "global", "random", "per_class_specific")
+STRATEGIES = STRATEGY_NAMES
 
 
 @dataclass
@@ -54,12 +55,12 @@ class IndexSets:
     def get(self, strategy: str) -> torch.Tensor:
         if strategy in self.custom:
             return self.custom[strategy]
-        return self.global_ if strategy == "global" else getattr(self, strategy)
+        return self.global_ if strategy == Strategy.GLOBAL else getattr(self, strategy)
 
     @staticmethod
     def class_conditioned(strategy: str) -> bool:
         """Whether the strategy's set depends on the image's class (so on the label source)."""
-        return strategy in ("per_class", "per_class_specific")
+        return strategy in (Strategy.PER_CLASS, Strategy.PER_CLASS_SPECIFIC)
 
     def max_size(self) -> int:
         """The largest |S| of any strategy (steering candidates must cover it)."""

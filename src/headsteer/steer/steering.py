@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer.names import MODE_NAMES, Mode
 
-MODES = ("pre_topk", "post_topk", "additive")
+MODES = MODE_NAMES
 
 
 def factor(alpha: float) -> float:
@@ -87,12 +88,12 @@ def steer_sparse(c: Candidates, S: torch.Tensor, alpha: float, mode: str, k: int
     if mode not in MODES:
         raise ValueError(f"unknown steering mode {mode!r}; choose one of {MODES}")
     f, in_S = factor(alpha), _table(S, c.pre.shape[1])  # (B, n)
-    if mode == "pre_topk":
+    if mode == Mode.PRE_TOPK:
         others = c.values.masked_fill(in_S.gather(1, c.indices), float("-inf"))  # S is rescaled: taken apart
         vals, pos = torch.cat([others, f * c.pre.gather(1, S)], 1).topk(k, dim=-1)
         return vals.relu(), torch.cat([c.indices, S], 1).gather(1, pos)
     code_v, code_i = c.values[:, :k].relu(), c.indices[:, :k]
-    if mode == "post_topk":
+    if mode == Mode.POST_TOPK:
         return torch.where(in_S.gather(1, code_i), f * code_v, code_v), code_i
     if alpha == 0:
         return code_v, code_i

@@ -19,6 +19,7 @@ from headsteer.model import AdaViT
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.baselines import threshold_curve
 from headsteer.steer.judge import Judging, judge_all
+from headsteer.steer.names import LabelSource
 from headsteer.steer.reach import ReachSettings
 from headsteer.steer.sensitivity import layer_sensitivity
 from headsteer.steer.stats import IndexSets
@@ -60,7 +61,7 @@ def study_layer(
     t0 = time.time()
     cache = OutcomeCache(make_tail(model, layer, [tokens]), sc.batch_size)
     scorer = Scorer(cache, test, layer, model.pruned_layers)
-    grid = SweepGrid([sc.mode], ["true"], sc.strategies, sorted({*map(float, sc.study_alphas), 0.0}))
+    grid = SweepGrid([sc.mode], [LabelSource.TRUE], sc.strategies, sorted({*map(float, sc.study_alphas), 0.0}))
     rs = ReachSettings.of(sc) if sc.reach else None
     res = run_sweep(model, sae, scorer, test, sets, grid, sc.batch_size, sc.random_draws, rs)
     with torch.inference_mode():
@@ -74,12 +75,12 @@ def study_layer(
         len(test),
         grid.alphas,
         {key: base[key] for key in ("accuracy", "head_usage")},
-        curves(res, sc.mode, boot)["true"],
+        curves(res, sc.mode, boot)[LabelSource.TRUE],
         random_band(res, sc.mode),
         threshold.summary(),
         judge_all(res, Judging(boot, threshold, {}, sc.stake_floor_pts, sc.low_usage_loss_pts), sets.class_conditioned)[
             sc.mode
-        ]["true"],
+        ][LabelSource.TRUE],
         sens.as_dict(),
         round(time.time() - t0, 2),
     )

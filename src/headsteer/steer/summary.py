@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from headsteer.core.classwise import class_mean
+from headsteer.steer.names import Strategy
 from headsteer.steer.stats import IndexSets, class_overlap, iou, overlap_frac
 from headsteer.steer.sweep import SweepResult
 from headsteer.steer.uncertainty import Bootstrap
@@ -98,7 +99,7 @@ BAND_DRAWS = 40
 def random_band(res: SweepResult, mode: str) -> dict | None:
     """Mean and band over the random draws, per alpha: the 2.5-97.5 % band with at least BAND_DRAWS draws,
     else the range over the draws (percentiles of a few draws are not a 95 % band); None without random sets."""
-    if "random" not in res.grid.strategies or res.draw_accuracy.shape[-1] == 0:
+    if Strategy.RANDOM not in res.grid.strategies or res.draw_accuracy.shape[-1] == 0:
         return None
     mi = res.grid.modes.index(mode)
     R = res.draw_accuracy.shape[-1]

@@ -17,6 +17,7 @@ from headsteer.core.classwise import class_mean
 from headsteer.core.runtime import progress
 from headsteer.model import AdaViT, deterministic_mask
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer.names import LabelSource, Strategy
 from headsteer.steer.reach import Reach, ReachSettings, reach
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.steering import Candidates, steer_sparse
@@ -189,7 +190,7 @@ def steered_masks(
 
 def strategy_sets(sets: IndexSets, strategy: str, classes: torch.Tensor, draws: int) -> list[torch.Tensor]:
     """The (N, |S|) latent indices of a strategy: one per random draw for `random`, else one."""
-    if strategy != "random":
+    if strategy != Strategy.RANDOM:
         return [sets.indices(strategy, classes)]
     return [sets.indices_of(sets.random_draws[r], classes) for r in range(draws)]
 
@@ -232,7 +233,7 @@ def run_sweep(
 ) -> SweepResult:
     """Every point of `grid` on the test rows (CLS entering layer l, labels, unsteered predictions); with
     `reach_settings`, every cell also walks past both ends of the grid until its usage saturates."""
-    draws = min(random_draws, len(sets.random_draws)) if "random" in grid.strategies else 0
+    draws = min(random_draws, len(sets.random_draws)) if Strategy.RANDOM in grid.strategies else 0
     res = SweepResult.empty(grid, len(test), int(sets.per_class.shape[0]), model.num_heads, draws)  # plain tensors
     with torch.inference_mode():
         _fill(res, model, sae, scorer, test, sets, batch_size, draws, reach_settings)
@@ -247,7 +248,7 @@ def _fill(res: SweepResult, model, sae, scorer: Scorer, test: Activations, sets:
     bar = progress(total=res.accuracy.numel(), desc="steering sweep")
     for mi, mode in enumerate(grid.modes):
         for li, source in enumerate(grid.label_sources):
-            classes = test.labels if source == "true" else test.predictions
+            classes = test.labels if source == LabelSource.TRUE else test.predictions
             for si, strategy in enumerate(grid.strategies):
                 key = (mode, source, strategy) if sets.class_conditioned(strategy) else (mode, strategy)
                 if key not in shared:
@@ -271,7 +272,7 @@ def _fill(res: SweepResult, model, sae, scorer: Scorer, test: Activations, sets:
 def _grid_point(res: SweepResult, cell: CellRun, mi: int, ai: int, alpha: float, strategy: str, bar) -> PointScores:
     """One grid point of a cell; the random strategy also records each draw's accuracy and usage."""
     scores = cell.draws(alpha)
-    if strategy == "random":
+    if strategy == Strategy.RANDOM:
         res.draw_accuracy[mi, ai] = torch.stack([s.correct.mean() for s in scores])
         res.draw_usage[mi, ai] = torch.stack([s.usage.mean() for s in scores])
     bar.update(1)
