@@ -215,15 +215,14 @@ class Run:
         if mode not in MODES:
             raise HeadsteerError(f"mode={mode!r} is not a steering mode; use one of {', '.join(MODES)}")
         batch = as_batch(images, self.data.in_chans)
-        S = self._rows(batch, self._chosen_set(layer, strategy, latents, draw), labels)  # (N, |S|)
-        sae = self.sae(layer).sae
+        set_idx, sae = self._rows(batch, self._chosen_set(layer, strategy, latents, draw), labels), self.sae(layer).sae
 
         def run_batch(x: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-            S_b = S[rows].to(self.device)  # (b, |S|)
+            set_b = set_idx[rows].to(self.device)  # (b, |S|) of the (N, |S|) latent indices
 
             def steered(cls: torch.Tensor) -> torch.Tensor:  # (b, d) -> (b, d)
-                cand = Candidates.of(sae.pre_acts(cls.float()), sae.k, S_b.shape[1])
-                return sae.decode_sparse(*steer_sparse(cand, S_b, alpha, mode, sae.k)).to(cls.dtype)
+                cand = Candidates.of(sae.pre_acts(cls.float()), sae.k, set_b.shape[1])
+                return sae.decode_sparse(*steer_sparse(cand, set_b, alpha, mode, sae.k)).to(cls.dtype)
 
             with self.model.override_decision_input(layer, steered):
                 return self._unsteered(x)

@@ -177,18 +177,18 @@ def headline_entry(metrics: dict, images: int) -> dict:
     """The headline layer's record in the layer study, from its full analysis (true labels)."""
     layer, sens = metrics["layer"], metrics["sensitivity"]
     source = LabelSource.TRUE if LabelSource.TRUE in metrics["curves"] else next(iter(metrics["curves"]))
-    return study.entry(
-        layer,
-        images,
-        metrics["alphas"],
-        {key: metrics["baseline"][key] for key in ("accuracy", "head_usage")},
-        metrics["curves"][source],
-        metrics["random_band"],
-        metrics["threshold"],
-        metrics["verdicts"][metrics["mode"]][source],
-        sens["table"][sens["layers"].index(layer)],
-        metrics["timing"]["sweep_seconds"] + metrics["timing"]["analysis_seconds"],
-    )
+    return study.LayerEntry(
+        layer=layer,
+        images=images,
+        alphas=metrics["alphas"],
+        unsteered={key: metrics["baseline"][key] for key in ("accuracy", "head_usage")},
+        curves=metrics["curves"][source],
+        random_band=metrics["random_band"],
+        threshold=metrics["threshold"],
+        verdicts=metrics["verdicts"][metrics["mode"]][source],
+        sensitivity=sens["table"][sens["layers"].index(layer)],
+        seconds=metrics["timing"]["sweep_seconds"] + metrics["timing"]["analysis_seconds"],
+    ).as_dict()
 
 
 def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path) -> dict:

@@ -10,6 +10,8 @@ verdicts as the headline layer. `entry` gives every layer the same record, the h
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, fields
+from typing import Optional
 
 import torch
 
@@ -29,20 +31,34 @@ from headsteer.steer.tails import OutcomeCache, make_tail
 from headsteer.steer.uncertainty import Bootstrap
 
 
-def entry(layer, images, alphas, unsteered, curve, band, threshold, verdict, sensitivity, seconds) -> dict:
-    """One layer's record in `layer_study` (steer metrics) and `by_layer` (results.json)."""
-    return {
-        "layer": layer,
-        "images": images,
-        "alphas": alphas,
-        "unsteered": unsteered,
-        "curves": curve,
-        "random_band": band,
-        "threshold": threshold,
-        "verdicts": verdict,
-        "sensitivity": sensitivity,
-        "seconds": seconds,
-    }
+@dataclass
+class LayerEntry:
+    """One layer's record in `layer_study` (steer metrics) and `by_layer` (results.json), in this key order."""
+
+    layer: int
+    """The block index of the steered layer."""
+    images: int
+    """Test images the layer was studied on."""
+    alphas: list[float]
+    """The alpha grid A of the layer's curves."""
+    unsteered: dict
+    """{"accuracy", "head_usage"} of the unsteered model on those images."""
+    curves: dict
+    """{strategy: curve} with true labels, in the headline mode (`summary.curves`)."""
+    random_band: Optional[dict]
+    """The band of the random draws around the `random` curve (`summary.random_band`)."""
+    threshold: dict
+    """The threshold baseline's points (`ThresholdCurve.summary`)."""
+    verdicts: dict
+    """{strategy: verdicts against each baseline} with true labels, in the headline mode."""
+    sensitivity: dict
+    """The layer's head sensitivity (`LayerSensitivity.as_dict`)."""
+    seconds: float
+    """Wall time spent on the layer."""
+
+    def as_dict(self) -> dict:
+        """The record as results.json holds it."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def study_layer(
@@ -70,17 +86,16 @@ def study_layer(
     boot = Bootstrap.draw(len(test), sc.bootstrap, seed)
     sens = layer_sensitivity(cache, test.labels, test.predictions)
     base = unsteered(test.predictions, test.labels, test.masks[:, layer], int(sets.per_class.shape[0]))
-    return entry(
-        layer,
-        len(test),
-        grid.alphas,
-        {key: base[key] for key in ("accuracy", "head_usage")},
-        curves(res, sc.mode, boot)[LabelSource.TRUE],
-        random_band(res, sc.mode),
-        threshold.summary(),
-        judge_all(res, Judging(boot, threshold, {}, sc.stake_floor_pts, sc.low_usage_loss_pts), sets.class_conditioned)[
-            sc.mode
-        ][LabelSource.TRUE],
-        sens.as_dict(),
-        round(time.time() - t0, 2),
-    )
+    judging = Judging(boot, threshold, {}, sc.stake_floor_pts, sc.low_usage_loss_pts)
+    return LayerEntry(
+        layer=layer,
+        images=len(test),
+        alphas=grid.alphas,
+        unsteered={key: base[key] for key in ("accuracy", "head_usage")},
+        curves=curves(res, sc.mode, boot)[LabelSource.TRUE],
+        random_band=random_band(res, sc.mode),
+        threshold=threshold.summary(),
+        verdicts=judge_all(res, judging, sets.class_conditioned)[sc.mode][LabelSource.TRUE],
+        sensitivity=sens.as_dict(),
+        seconds=round(time.time() - t0, 2),
+    ).as_dict()

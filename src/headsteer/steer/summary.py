@@ -68,7 +68,7 @@ def _distinct_columns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def per_class_cis(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Tensor, C: int) -> torch.Tensor:
-    """(Ls, S, 2, A, C, 2) float32: the 95 % CI [lo, hi] of each class's change against alpha = 0, per label
+    """(Ls, St, 2, A, C, 2) float32: the 95 % CI [lo, hi] of each class's change against alpha = 0, per label
     source, strategy, metric (METRICS) and alpha of `mode`, paired over the class's test images (zeros for
     a class without test images). Alphas whose resampled means are equal share one interval, computed
     once (the same numbers as one interval per alpha): a class of few images has few distinct columns,

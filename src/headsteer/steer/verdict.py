@@ -49,8 +49,10 @@ VERBS = {
 
 @dataclass
 class Comparison:
-    call: str
-    """One of CALLS (module docstring)."""
+    """One strategy against one baseline at equal head usage (a verdict's record in results.json)."""
+
+    call: Call
+    """The call (module docstring); written as its name."""
     delta: Optional[float]
     """Mean accuracy difference (strategy - baseline) at equal usage, a fraction; None without a shared range."""
     ci: Optional[list[float]]
@@ -135,7 +137,7 @@ def compare(
         "baseline_range": [float(means[2].min()), float(means[2].max())],
     }
     if hi - lo < MIN_RANGE:
-        return Comparison(Call.RANGE_TOO_NARROW, None, None, None, None, **ranges)
+        return Comparison(call=Call.RANGE_TOO_NARROW, delta=None, ci=None, ci_mc_error=None, usage_range=None, **ranges)
     levels = np.linspace(lo, hi, LEVELS)
     delta = mean_gap(*means, levels)
     resampled = [boot.means(x).numpy() for x in (u_s, c_s, u_b, c_b)]  # (B, P) each
