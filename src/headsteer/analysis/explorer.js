@@ -13,11 +13,11 @@
     return new Float32Array(b.buffer);
   }
   var CT = K && { acc: f32(K.accuracy), usage: f32(K.usage), heads: f32(K.heads), ci: f32(K.ci) };
-  function at(mi, li, si, i, c) {  // flat index into (M, Ls, St, A, C)
+  function at(mi, li, si, i, c) {  // flat index into (M, Ls, S, A, C)
     var d = K.shape;
     return (((mi * d[1] + li) * d[2] + si) * d[3] + i) * d[4] + c;
   }
-  function ciAt(li, si, k, i, c) {  // [lo, hi] of (Ls, St, metric k, A, C, 2)
+  function ciAt(li, si, k, i, c) {  // [lo, hi] of (Ls, S, metric k, A, C, 2)
     var d = K.ci_shape, j = ((((li * d[1] + si) * d[2] + k) * d[3] + i) * d[4] + c) * 2;
     return [CT.ci[j], CT.ci[j + 1]];
   }

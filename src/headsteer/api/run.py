@@ -156,7 +156,7 @@ class Run:
         """Latent frequencies (TRAIN split), lift and head effects of `layer`'s SAE."""
         t = self._latent_file(layer)
         freq_c, freq = t["freq_per_class"], t["freq_overall"]
-        lift = freq_c / freq.clamp(min=1e-12)  # (C, n)
+        lift = freq_c / freq.clamp(min=1e-12)  # (C, d_sae)
         return LatentStats(freq_c, freq, lift, t.get("head_effect"), t.get("head_effect_latents"))
 
     def index_sets(self, layer: int | None = None) -> dict[str, torch.Tensor]:

@@ -94,7 +94,7 @@ def index_sets(
     per_class = freqs.per_class.topk(size, dim=1).indices
     global_ = freqs.overall.topk(size).indices
     random = draw_random_sets(n, size, random_draws, seed)
-    lift = freqs.per_class / freqs.overall.clamp(min=1e-12)[None]  # (C, n)
+    lift = freqs.per_class / freqs.overall.clamp(min=1e-12)[None]  # (C, d_sae)
     eligible = freqs.per_class >= min_class_freq
     # eligible latents by lift first, then the rest by frequency (a score offset keeps the two apart)
     score = torch.where(eligible, lift + 1e6, freqs.per_class)
