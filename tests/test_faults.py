@@ -135,10 +135,11 @@ def test_a_full_disk_at_the_stage_marker_or_the_run_lock_is_one_line(tmp_path, m
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(manifest.os, "fsync", full)  # writing the marker fails as on a full disk
+    monkeypatch.setattr(atomic.os, "fsync", full)  # writing the marker fails as on a full disk
     with pytest.raises(HeadsteerError) as exc:
         manifest.create(tmp_path)
     assert str(exc.value).startswith(f"disk full while writing {tmp_path / manifest.MARKER}; nothing was half-written")
+    assert not list(tmp_path.iterdir())  # the atomic writer left neither a marker nor its temp file
     monkeypatch.undo()
     monkeypatch.setattr(runlock.os, "pwrite", full)
     with pytest.raises(HeadsteerError) as exc:
