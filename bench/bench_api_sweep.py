@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 import headsteer
-from headsteer.benchmark import parse, parser, save, table
+from harness import parse, parser, save, table
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["call", "strategy", "points", "seconds", "cpu_s", "ms_per_point"]

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from headsteer.benchmark import parse, parser, save, table
+from harness import parse, parser, save, table
 
 HERE = Path(__file__).resolve().parent
 SMOKE = HERE.parent / "configs" / "smoke.yaml"

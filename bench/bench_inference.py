@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from headsteer.benchmark import (
+from harness import (
     FULL_GEOMETRIES,
     GEOMETRIES,
     autocast,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from headsteer.benchmark import FULL_GEOMETRIES, SAE_GEOMETRIES, build, parse, parser, save, table, time_fn
+from harness import FULL_GEOMETRIES, SAE_GEOMETRIES, build, parse, parser, save, table, time_fn
 from headsteer.config import SAEConfig
 from headsteer.sae.topk import TopKSAE
 from headsteer.sae.train import SAETrainer

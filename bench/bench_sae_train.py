@@ -38,10 +38,10 @@ from pathlib import Path
 
 import torch
 
-from headsteer.benchmark import parse, parser, save, table
+from harness import parse, parser, save, table
 from headsteer.config import SAEConfig
-from headsteer.config_loader import load_config
-from headsteer.errors import HeadsteerError
+from headsteer.config.loader import load_config
+from headsteer.core.errors import HeadsteerError
 from headsteer.sae.topk import TopKSAE
 from headsteer.sae.train import SAETrainer, epoch_batches, evaluate_reconstruction, evaluate_sae, firing_counts
 from headsteer.stages.sae import init_b_dec
@@ -75,7 +75,7 @@ def synthetic(n: int, n_test: int, d: int, seed: int = 0) -> Data:
 def activations(args) -> tuple[Data, str]:
     """(the activations, "run" or "synthetic"): the run's extracted layer, or a synthetic set when --quick
     (tiny) or when the run has no such layer (demo-sized, and said so)."""
-    from headsteer.activations import load_split
+    from headsteer.artifacts.activations import load_split
 
     if args.quick:
         return synthetic(2048, 512, 32), "synthetic"

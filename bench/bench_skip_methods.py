@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from headsteer.benchmark import GEOMETRIES, autocast, forced_masks, parse, parser, save, table, time_interleaved
+from harness import GEOMETRIES, autocast, forced_masks, parse, parser, save, table, time_interleaved
 from headsteer.model.gated_attention import GatedAttention
 
 RESULTS = Path(__file__).resolve().parent / "results"

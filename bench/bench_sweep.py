@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from headsteer.benchmark import GEOMETRIES, SAE_GEOMETRIES, build, parse, parser, save, table, time_fn
+from harness import GEOMETRIES, SAE_GEOMETRIES, build, parse, parser, save, table, time_fn
 from headsteer.model import deterministic_mask
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.steering import steer

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from headsteer.benchmark import parse, parser, save, table, time_fn
+from harness import parse, parser, save, table, time_fn
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["model", "batch", "busy_processes", "threads", "step_ms"]

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from headsteer.benchmark import (
+from harness import (
     FULL_GEOMETRIES,
     autocast,
     build,

@@ -2,7 +2,7 @@
 
 Usage: python bench/run_all.py [--device cuda] [--quick] [--iters N]
 
-Each full run writes bench/results/<bench>_<cpu|gpu>.json (see `headsteer.benchmark.result_name`);
+Each full run writes bench/results/<bench>_<cpu|gpu>.json (see `harness.result_name`);
 `python bench/run_all.py --quick` smoke-checks every script on the tiny geometry in seconds.
 """
 

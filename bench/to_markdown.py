@@ -9,7 +9,7 @@ import argparse
 import json
 from pathlib import Path
 
-from headsteer.benchmark import device_kind, parse_result_name
+from harness import device_kind, parse_result_name
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -1,7 +1,7 @@
 """MkDocs hook (mkdocs.yml `hooks:`): pages generated from the code when the site is built.
 
 `<!-- config-keys -->` in a page becomes the tables of every config key, its type, default and
-docstring (`headsteer.config_docs.reference_markdown`), so the docs never drift from the dataclasses.
+docstring (`headsteer.config.docs.reference_markdown`), so the docs never drift from the dataclasses.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))  # this checkout's headsteer
 
-from headsteer.config_docs import reference_markdown  # noqa: E402
+from headsteer.config.docs import reference_markdown  # noqa: E402
 
 MARKER = "<!-- config-keys -->"
 

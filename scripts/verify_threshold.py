@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from headsteer.config_loader import load_config
+from headsteer.config.loader import load_config
 from headsteer.model.configured import load_pruned
 from headsteer.prune.evaluate import predict
 

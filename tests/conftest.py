@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from headsteer.config_loader import load_config
+from headsteer.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

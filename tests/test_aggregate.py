@@ -13,7 +13,7 @@ from conftest import one_line_error
 from headsteer.analysis.aggregate import aggregate, default_out
 from headsteer.analysis.aggregate_files import write_aggregate
 from headsteer.cli import main
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 ALPHAS = [-1.0, -0.5, 0.0, 0.5, 1.0]  # α = 0 at index 2, the largest α at index 4
 # per seed: headline values, steered-layer usage drop of per_class steering at α = 1, accuracy change of

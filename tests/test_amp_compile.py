@@ -78,7 +78,7 @@ def test_model_compile_is_wired_into_the_run(smoke_cfg):
 
 
 def test_fp16_scaler_state_is_checkpointed_and_restored(smoke_cfg, tmp_path):
-    from headsteer.io import checkpoint_state
+    from headsteer.artifacts.io import checkpoint_state
     from headsteer.prune.train import PruneRun, resume_state
 
     cfg = smoke_cfg(f"out={tmp_path / 'fp16'}", "prune.amp=fp16", "prune.dense_epochs=1", "prune.joint_epochs=1")

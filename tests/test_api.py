@@ -15,8 +15,8 @@ from PIL import Image
 
 import headsteer
 from conftest import ROOT
-from headsteer.config_docs import field_docs
-from headsteer.errors import HeadsteerError
+from headsteer.config.docs import field_docs
+from headsteer.core.errors import HeadsteerError
 
 
 def _at(curve: dict, i: int) -> tuple:
@@ -109,7 +109,7 @@ def test_a_moved_dataset_names_the_key_to_override(pipeline, tmp_path):
 
 
 def test_index_sets_latents_and_sae(run, pipeline):
-    from headsteer.io import read_tensors
+    from headsteer.artifacts.io import read_tensors
 
     stored = read_tensors(Path(pipeline.out) / "steer" / "latents.safetensors")
     sets = run.index_sets()

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import headsteer
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 
 def _error(call) -> str:
@@ -119,7 +119,7 @@ def test_sweep_equals_the_results_curve(run, strategy):
 
 
 def test_sweep_starts_from_the_stage_outcomes_and_builds_the_tail_only_when_needed(pipeline, monkeypatch):
-    from headsteer.io import read_tensors
+    from headsteer.artifacts.io import read_tensors
     from headsteer.steer.tails import OutcomeCache
 
     stored = read_tensors(Path(pipeline.out) / "steer" / "outcomes.safetensors")

@@ -5,7 +5,7 @@ smoke run; per-latent strengths against the set steering they generalise; bad st
 import pytest
 import torch
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 
 def _error(call) -> str:

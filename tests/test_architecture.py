@@ -40,13 +40,30 @@ def _files() -> list[Path]:
     return sorted(SRC.rglob("*.py"))
 
 
-def test_no_stage_imports_another_stage():
+ENTRY_POINTS = {"__init__", "__main__", "cli"}
+
+
+def _stages() -> dict[str, Path]:
+    """The stage modules: files of stages/ defining a top-level `run` (the runner and helpers do not)."""
+    out = {}
     for path in (SRC / "stages").glob("*.py"):
-        if path.name == "__init__.py":
-            continue  # the runner imports stages by name, on demand
-        me = _module_name(path)
-        others = {m for m in _imports(path) if m.startswith("headsteer.stages.") and m != me}
-        assert others <= {"headsteer.stages.common"}, f"{me} imports {others}"
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body):
+            out[_module_name(path)] = path
+    return out
+
+
+def test_package_root_holds_only_entry_points():
+    loose = sorted(p.stem for p in SRC.glob("*.py") if p.stem not in ENTRY_POINTS)
+    assert not loose, f"modules at the package root {loose}; put each in the package that owns it"
+
+
+def test_no_stage_imports_another_stage():
+    stages = _stages()
+    assert len(stages) >= 5, sorted(stages)
+    for me, path in stages.items():
+        others = {m for m in _imports(path) if m in stages and m != me}
+        assert not others, f"{me} imports {others}"
 
 
 def test_library_never_imports_stages_or_cli():
@@ -93,18 +110,23 @@ def test_files_and_functions_are_short():
 
 
 def test_the_checker_sees_a_cycle_and_a_stage_import(tmp_path, monkeypatch):
-    """The rules above can fail: a planted cycle and a planted stage-to-stage import are caught."""
+    """The rules above can fail: a planted cycle, stage-to-stage import and loose root module are caught."""
     fake = tmp_path / "headsteer"
     (fake / "stages").mkdir(parents=True)
     (fake / "__init__.py").write_text("")
     (fake / "a.py").write_text("from headsteer import b\n")
     (fake / "b.py").write_text("import headsteer.a\n")
     (fake / "stages" / "__init__.py").write_text("")
-    (fake / "stages" / "x.py").write_text("from headsteer.stages.y import run\n")
+    (fake / "stages" / "x.py").write_text("from headsteer.stages.y import run as y\n\n\ndef run():\n    y()\n")
     (fake / "stages" / "y.py").write_text("def run():\n    pass\n")
+    for name in ("p", "q", "r"):
+        (fake / "stages" / f"{name}.py").write_text("def run():\n    pass\n")
+    (fake / "loose.py").write_text("")
     monkeypatch.setattr(sys.modules[__name__], "SRC", fake)
 
     with pytest.raises(AssertionError, match="import cycle"):
         test_no_import_cycle()
     with pytest.raises(AssertionError, match="imports"):
         test_no_stage_imports_another_stage()
+    with pytest.raises(AssertionError, match=r"package root \['a', 'b', 'loose'\]"):
+        test_package_root_holds_only_entry_points()

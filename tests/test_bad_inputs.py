@@ -9,13 +9,20 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-import headsteer.atomic as atomic
+import headsteer.artifacts.atomic as atomic
 import headsteer.prune.epoch as epoch_mod
 from conftest import PIPELINE_OVERRIDES, ROOT, dead_pid, one_line_error
+from headsteer.artifacts.integrity import artifacts
+from headsteer.artifacts.io import (
+    checkpoint_state,
+    load_checkpoint,
+    read_json,
+    save_checkpoint,
+    write_json,
+    write_tensors,
+)
 from headsteer.cli import main
-from headsteer.errors import HeadsteerError
-from headsteer.integrity import artifacts
-from headsteer.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json, write_tensors
+from headsteer.core.errors import HeadsteerError
 from headsteer.stages import run_stage
 
 SMOKE = str(ROOT / "configs/smoke.yaml")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from headsteer.activations import Activations
+from headsteer.artifacts.activations import Activations
 from headsteer.steer.baselines import MeanShift, mean_shift_curve, threshold_curve, threshold_shifts
 from headsteer.steer.heldout import halves, top_classes_heldout
 from headsteer.steer.sensitivity import layer_sensitivity

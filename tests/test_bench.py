@@ -1,5 +1,5 @@
 """bench/: every script runs with --quick (tiny geometry, seconds) so none can rot, and leaves
-bench/results alone; plus the shared protocol in `headsteer.benchmark` (file names, timer, masks)."""
+bench/results alone; plus the shared protocol in `harness` (file names, timer, masks)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from headsteer.benchmark import forced_masks, parse_result_name, result_name, save, time_interleaved
+from harness import forced_masks, parse_result_name, result_name, save, time_interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"

@@ -10,8 +10,8 @@ import headsteer
 from conftest import ROOT, one_line_error
 from headsteer.cli import main
 from headsteer.config import ExtractConfig, RunConfig
-from headsteer.config_docs import config_yaml, field_docs, reference_markdown
-from headsteer.config_loader import load_config
+from headsteer.config.docs import config_yaml, field_docs, reference_markdown
+from headsteer.config.loader import load_config
 from headsteer.model.build import model_name
 
 DEMO = str(ROOT / "configs" / "demo.yaml")

@@ -4,8 +4,8 @@ import pytest
 
 from conftest import ROOT
 from headsteer.config import RunConfig
-from headsteer.config_loader import load_config
-from headsteer.errors import HeadsteerError
+from headsteer.config.loader import load_config
+from headsteer.core.errors import HeadsteerError
 
 
 def test_shipped_configs_load():

@@ -6,9 +6,9 @@ import torch
 
 from conftest import make_cifar100, make_fashion, write_idx
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data import BatchTransform, load_dataset
 from headsteer.data.fashion_mnist import CLASSES
-from headsteer.errors import HeadsteerError
 
 
 def test_fashion_mnist_reads_idx_files(fashion_dir):

@@ -3,7 +3,7 @@ import json
 import pytest
 import torch
 
-from headsteer.activations import ActivationStore, load_split
+from headsteer.artifacts.activations import ActivationStore, load_split
 from headsteer.model.configured import load_pruned
 from headsteer.sae.topk import TopKSAE
 from headsteer.stages.extract import extract_split

@@ -24,16 +24,16 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-import headsteer.atomic as atomic
-import headsteer.io as hio
+import headsteer.artifacts.atomic as atomic
+import headsteer.artifacts.io as hio
 from conftest import PIPELINE_OVERRIDES, ROOT, dead_pid, one_line_error
+from headsteer.artifacts.manifest import MARKER, listed
 from headsteer.cli import main
 from headsteer.config import DataConfig
-from headsteer.config_loader import load_config
+from headsteer.config.loader import load_config
+from headsteer.core.errors import HeadsteerError
 from headsteer.data import load_dataset
-from headsteer.errors import HeadsteerError
-from headsteer.manifest import MARKER, listed
-from headsteer.runlock import run_lock
+from headsteer.stages.runlock import run_lock
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
 PIPELINE = list(PIPELINE_OVERRIDES)  # the `pipeline` fixture's overrides
@@ -129,16 +129,17 @@ def test_write_errors_are_one_line_naming_the_path(tmp_path, monkeypatch, code, 
 
 
 def test_a_full_disk_at_the_stage_marker_or_the_run_lock_is_one_line(tmp_path, monkeypatch):
-    import headsteer.manifest as manifest
-    import headsteer.runlock as runlock
+    import headsteer.artifacts.manifest as manifest
+    import headsteer.stages.runlock as runlock
 
     def full(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr(manifest.os, "fsync", full)  # writing the marker fails as on a full disk
+    monkeypatch.setattr(atomic.os, "fsync", full)  # writing the marker fails as on a full disk
     with pytest.raises(HeadsteerError) as exc:
         manifest.create(tmp_path)
     assert str(exc.value).startswith(f"disk full while writing {tmp_path / manifest.MARKER}; nothing was half-written")
+    assert not list(tmp_path.iterdir())  # the atomic writer left neither a marker nor its temp file
     monkeypatch.undo()
     monkeypatch.setattr(runlock.os, "pwrite", full)
     with pytest.raises(HeadsteerError) as exc:
@@ -206,7 +207,7 @@ def test_two_hundred_concurrent_writes_of_one_path(tmp_path):
 
 def test_concurrent_writers_in_two_processes(tmp_path):
     code = (
-        "import sys; from headsteer.io import write_json\n"
+        "import sys; from headsteer.artifacts.io import write_json\n"
         "for i in range(100): write_json(sys.argv[1], {'pid': sys.argv[2], 'i': i, 'pad': 'y' * 20000})"
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src"))
@@ -323,8 +324,8 @@ def test_a_stage_made_from_an_earlier_result_is_redone_or_named(pipeline, tmp_pa
 
 
 def test_bytes_changed_inside_a_checkpoint_are_caught(tmp_path):
+    from headsteer.artifacts.io import load_checkpoint, save_checkpoint
     from headsteer.config import ModelConfig
-    from headsteer.io import load_checkpoint, save_checkpoint
     from headsteer.model import build_model
 
     model = build_model(ModelConfig(img_size=28, patch_size=7, embed_dim=48, depth=2, num_heads=6), 10, 1)
@@ -632,9 +633,9 @@ def test_sigterm_says_what_resumes_exits_143_and_resumes(fashion_dir, tmp_path):
 
 
 def test_steer_restarts_after_an_interrupt(tmp_path, capsys):
-    from headsteer.signals import Terminated
     from headsteer.stages.common import RUNNING
     from headsteer.stages.resume import interrupted
+    from headsteer.stages.signals import Terminated
 
     RUNNING.update(out=str(tmp_path), stage="steer")
     try:
@@ -712,7 +713,7 @@ ARTIFACTS, INPUTS = "has 'artifacts' that are not {path: {size, blake2b}}", "has
     ],
 )
 def test_a_stage_record_of_the_wrong_shape_is_one_line_naming_it(tmp_path, name, text, problem):
-    from headsteer.integrity import read_record
+    from headsteer.artifacts.integrity import read_record
 
     path = tmp_path / name
     path.write_text(text)
@@ -826,9 +827,9 @@ def test_sigterm_during_run_force_names_the_command_that_resumes(pipeline, tmp_p
 
 
 def test_the_interrupt_message_of_a_forced_stage_names_the_stage_command(tmp_path, capsys):
-    from headsteer.signals import Terminated
     from headsteer.stages.common import RUNNING
     from headsteer.stages.resume import interrupted
+    from headsteer.stages.signals import Terminated
 
     RUNNING.update(out=str(tmp_path), stage="steer", force=True, again="headsteer steer c.yaml --out R")
     try:

@@ -13,11 +13,11 @@ from PIL import Image
 
 from conftest import ROOT, one_line_error
 from headsteer.config import DataConfig, RunConfig
-from headsteer.config_checks import RANGES
-from headsteer.config_loader import load_config
+from headsteer.config.checks import RANGES
+from headsteer.config.loader import load_config
+from headsteer.core.errors import HeadsteerError
 from headsteer.data import check_classes, load_dataset
 from headsteer.data.base import ImageDataset, ImageSplit
-from headsteer.errors import HeadsteerError
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
 
@@ -56,7 +56,7 @@ def test_a_duplicate_section_or_key_is_refused_naming_it_and_its_lines(tmp_path,
 
 def test_a_yaml_merge_key_may_be_overridden():
     """`<<: *base` then the same key: YAML's own way to override, not a duplicate."""
-    from headsteer.config_loader import read_yaml
+    from headsteer.config.loader import read_yaml
 
     assert read_yaml("base: &b\n  k: 1\n  epochs: 3\nsae:\n  <<: *b\n  k: 2\n", "x")["sae"] == {"k": 2, "epochs": 3}
 

@@ -12,8 +12,8 @@ from PIL import Image
 
 from conftest import ROOT, one_line_error
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data import load_dataset
-from headsteer.errors import HeadsteerError
 
 CLASSES = ["cat", "dog", "zebra"]
 
@@ -127,7 +127,7 @@ def test_prune_on_a_streamed_folder_equals_in_memory(tmp_path):
     """Same seed, same batches, same augmentation: the streamed run's weights equal the in-memory run's."""
     from safetensors.torch import load_file
 
-    from headsteer.config_loader import load_config
+    from headsteer.config.loader import load_config
     from headsteer.stages import run_stage
 
     write_folder(tmp_path / "data", n_train=30, n_test=9)

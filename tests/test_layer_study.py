@@ -12,9 +12,9 @@ import torch
 from safetensors.torch import load_file
 
 from conftest import ROOT, one_line_error
-from headsteer.activations import Activations
+from headsteer.artifacts.activations import Activations
 from headsteer.config import ModelConfig, SteerConfig
-from headsteer.config_loader import load_config
+from headsteer.config.loader import load_config
 from headsteer.data import seeded_subset
 from headsteer.model import build_model
 from headsteer.model.configured import study_layers

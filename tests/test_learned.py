@@ -4,9 +4,9 @@ read a test row."""
 
 import torch
 
-from headsteer.activations import Activations
-from headsteer.config_steer import SteerConfig
-from headsteer.io import read_tensors_and_metadata
+from headsteer.artifacts.activations import Activations
+from headsteer.artifacts.io import read_tensors_and_metadata
+from headsteer.config.steer import SteerConfig
 from headsteer.model.decision import DecisionNet
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer import fitted

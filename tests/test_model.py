@@ -6,7 +6,7 @@ import torch
 from safetensors.torch import save_file
 
 from headsteer.config import ModelConfig
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 from headsteer.model import build_model, deterministic_mask, gumbel_sigmoid_mask
 
 SMALL = dict(img_size=28, patch_size=7, embed_dim=48, depth=3, num_heads=6, mlp_ratio=2.0)

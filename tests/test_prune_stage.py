@@ -10,7 +10,7 @@ from safetensors.torch import load_file, save_file
 import headsteer.prune.train as prune_train
 from conftest import ROOT, make_cifar100
 from headsteer.cli import main
-from headsteer.config_loader import load_config
+from headsteer.config.loader import load_config
 from headsteer.stages import run_stage
 
 
@@ -186,7 +186,7 @@ def test_resume_inside_an_epoch_is_exact(smoke_cfg, monkeypatch, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_stage(killed, "prune")
     monkeypatch.setattr(prune_train, "save_checkpoint", real_save)
-    from headsteer.io import checkpoint_state
+    from headsteer.artifacts.io import checkpoint_state
 
     cursor = checkpoint_state(tmp_path / "killed/prune/checkpoint.safetensors")["cursor"]
     assert cursor["batch"] == 4

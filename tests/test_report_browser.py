@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from headsteer.activations import load_split
+from headsteer.artifacts.activations import load_split
 from headsteer.sae.topk import TopKSAE
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
@@ -153,7 +153,7 @@ def test_per_class_tables_from_beside_the_page(browser, pipeline, tmp_path, monk
     works, its per-class numbers aside."""
     from conftest import PIPELINE_OVERRIDES, ROOT
     from headsteer.analysis import explorer
-    from headsteer.config_loader import load_config
+    from headsteer.config.loader import load_config
     from headsteer.stages import report
 
     out = tmp_path / "run"

@@ -5,7 +5,7 @@ import sys
 
 import pytest
 
-import headsteer.runtime as runtime
+import headsteer.core.runtime as runtime
 from conftest import ROOT, one_line_error
 
 SMOKE = str(ROOT / "configs/smoke.yaml")
@@ -75,7 +75,7 @@ def test_threads_default_is_left_alone_and_a_busy_machine_gets_one_hint(monkeypa
 
     import torch
 
-    from headsteer import runtime
+    from headsteer.core import runtime
 
     before = torch.get_num_threads()
     try:

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from headsteer.config import SAEConfig
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 from headsteer.sae import train as train_module
 from headsteer.sae.topk import TopKSAE, topk_relu
 from headsteer.sae.train import (

@@ -77,7 +77,7 @@ def test_results_json_schema(pipeline):
 
 def test_threshold_point_at_zero_shift_is_the_unsteered_model(pipeline):
     """Independent check: the threshold curve at b = 0 is the extracted unsteered predictions and masks."""
-    from headsteer.activations import load_split
+    from headsteer.artifacts.activations import load_split
 
     r = json.load(open(Path(pipeline.out) / "report" / "results.json"))
     t = r["steering"]["threshold"]

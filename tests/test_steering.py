@@ -3,9 +3,9 @@ import itertools
 import pytest
 import torch
 
-from headsteer.activations import Activations
+from headsteer.artifacts.activations import Activations
 from headsteer.config import ModelConfig, SteerConfig
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 from headsteer.model import build_model
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.alphas import alpha_grid

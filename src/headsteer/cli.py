@@ -10,8 +10,8 @@ import shlex
 import sys
 import traceback
 
-from headsteer import signals
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
+from headsteer.stages import signals
 
 STAGE_HELP = {
     "prune": "train the ViT and its decision networks (dense, then joint)",
@@ -161,9 +161,9 @@ def _aggregate(run_dirs: list[str], out: str | None) -> None:
 def _print_config(path: str | None, overrides: list[str], keys: bool, listing: bool) -> None:
     """`headsteer config`: the resolved config as YAML, every default included (`keys`: with meanings), or
     the list of shipped configs."""
-    from headsteer import shipped
-    from headsteer.config_docs import config_yaml
-    from headsteer.config_loader import load_config
+    from headsteer.config import shipped
+    from headsteer.config.docs import config_yaml
+    from headsteer.config.loader import load_config
 
     if listing:
         print(shipped.listing(), end="")
@@ -175,7 +175,7 @@ def _print_config(path: str | None, overrides: list[str], keys: bool, listing: b
 
 def _init(name: str, folder: str) -> None:
     """`headsteer init`: copy a shipped config out, then say how to run it."""
-    from headsteer import shipped
+    from headsteer.config import shipped
 
     target = shipped.init(name, folder)
     print(f"wrote {target}; edit it, then run `headsteer run {shlex.quote(str(target))}`")
@@ -217,8 +217,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "init":
             _init(args.name, args.dir)
             return 0
-        from headsteer import distributed
-        from headsteer.config_loader import load_config
+        from headsteer.config.loader import load_config
+        from headsteer.core import distributed
         from headsteer.stages import available, run_all, run_stage
 
         overrides = list(args.overrides) + ([f"out={args.out}"] if args.out else [])

@@ -13,9 +13,9 @@ from pathlib import Path
 from headsteer.analysis.aggregate_calls import calls as _calls
 from headsteer.analysis.aggregate_calls import rival_readings
 from headsteer.analysis.answer import comparisons, label
-from headsteer.config_loader import config_diff
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_json
+from headsteer.artifacts.io import read_json
+from headsteer.config.loader import config_diff
+from headsteer.core.errors import HeadsteerError
 from headsteer.steer.alphas import nearest_index
 from headsteer.steer.verdict import VERBS
 

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from headsteer.analysis.aggregate import KINDS, Aggregate
-from headsteer.io import write_json, write_text
+from headsteer.artifacts.io import write_json, write_text
 
 
 def _num(value: float | None, kind: str, sign: str | None = None) -> str:

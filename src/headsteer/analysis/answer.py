@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 
 from headsteer.analysis.rival_answer import learned_clause, rival_clause
+from headsteer.steer.names import Call, LabelSource, Strategy
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.verdict import MIN_RANGE
 
@@ -37,7 +38,7 @@ def comparisons(verdicts: dict) -> list[tuple[str, str, str, dict]]:
 def label(mode: str, source: str, strategy: str) -> str:
     """'per_class (additive, true labels)'; class-free strategies carry no label source."""
     if class_conditioned(strategy):
-        return f"{strategy} ({mode}, {'true labels' if source == 'true' else 'predicted class'})"
+        return f"{strategy} ({mode}, {'true labels' if source == LabelSource.TRUE else 'predicted class'})"
     return f"{strategy} ({mode})"
 
 
@@ -49,18 +50,16 @@ def _ci(c: dict) -> str:
     return f"{_pts(c['delta'])} pts [95 % CI {_pts(c['ci'][0])}, {_pts(c['ci'][1])}]"
 
 
+_PLURAL = {Call.BEATS: "beat", Call.MATCHES: "match", Call.LOSES: "lose"}
+"""Calls whose word follows a count ('2 beat'); the others read as their name."""
+
+
 def _counts(calls: list[str]) -> str:
     n = Counter(calls)
-    names = [
-        ("beats", "beat"),
-        ("matches", "match"),
-        ("loses", "lose"),
-        ("inconclusive", "inconclusive"),
-        ("borderline", "borderline"),
-    ]
-    parts = [f"{n[c]} {word}" for c, word in names if n[c]]
-    if n["range too narrow"]:
-        parts.append(f"{n['range too narrow']} share too narrow a usage range (< {MIN_RANGE}) to compare")
+    order = (Call.BEATS, Call.MATCHES, Call.LOSES, Call.INCONCLUSIVE, Call.BORDERLINE)
+    parts = [f"{n[c]} {_PLURAL.get(c, c.value)}" for c in order if n[c]]
+    if n[Call.RANGE_TOO_NARROW]:
+        parts.append(f"{n[Call.RANGE_TOO_NARROW]} share too narrow a usage range (< {MIN_RANGE}) to compare")
     return ", ".join(parts)
 
 
@@ -70,14 +69,14 @@ def headline(results: dict) -> str:
     rows = comparisons(verdicts)
     full = [(m, s, k, r["vs_threshold"]) for m, s, k, r in rows]
     low = [(m, s, k, r["low_usage"]["vs_threshold"]) for m, s, k, r in rows if r["low_usage"]]
-    winners = [(m, s, k, c) for m, s, k, c in full + low if c["call"] == "beats"]
+    winners = [(m, s, k, c) for m, s, k, c in full + low if c["call"] == Call.BEATS]
     where = f"at layer {st['layer']}"
     if winners:
         named = "; ".join(f"{label(m, s, k)} {_ci(c)}" for m, s, k, c in winners)
         answer = (
             f"Yes, {where}: {len(winners)} comparison(s) beat a constant threshold shift at equal head usage: {named}."
         )
-    elif all(c["call"] == "range too narrow" for *_, c in full):
+    elif all(c["call"] == Call.RANGE_TOO_NARROW for *_, c in full):
         answer = (
             f"No answer {where}: no SAE steering strategy moves the steered layer's head usage over a range it shares "
             f"with a constant threshold shift (>= {MIN_RANGE}), so none can be compared with it."
@@ -94,15 +93,15 @@ def headline(results: dict) -> str:
 
 def _paper_method(results: dict) -> str:
     mode = results["steering"]["mode"]
-    rec = results["verdicts"].get(mode, {}).get("true", {}).get("per_class")
+    rec = results["verdicts"].get(mode, {}).get(LabelSource.TRUE, {}).get(Strategy.PER_CLASS)
     if rec is None:
         return ""
-    c = rec["vs_threshold"]
+    c, paper = rec["vs_threshold"], label(mode, LabelSource.TRUE, Strategy.PER_CLASS)
     if c["delta"] is None:
-        return f"The paper's method, {label(mode, 'true', 'per_class')}, moves usage too little to compare."
+        return f"The paper's method, {paper}, moves usage too little to compare."
     lo, hi = c["usage_range"]
     return (
-        f"The paper's method, {label(mode, 'true', 'per_class')}: {_ci(c)} over usage {lo:.2f}–{hi:.2f}, where the "
+        f"The paper's method, {paper}: {_ci(c)} over usage {lo:.2f}–{hi:.2f}, where the "
         f"threshold moves {c['stake_pts']:.2f} pts ({c['call']})."
     )
 

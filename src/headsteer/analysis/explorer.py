@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from headsteer.io import write_text
+from headsteer.artifacts.io import write_text
 
 TOP_IMAGES = 8
 """Top activating test images shown per latent."""
@@ -49,8 +49,8 @@ def _b64(t: torch.Tensor) -> str:
 
 
 def class_tables(sweep: dict[str, torch.Tensor], ci: torch.Tensor) -> dict:
-    """The explorer's per-class tables: accuracy and usage (M, Ls, S, A, C), per-head keep rates
-    (M, Ls, S, A, C, H) and the headline mode's CIs (Ls, S, 2, A, C, 2), exact float32 values."""
+    """The explorer's per-class tables: accuracy and usage (M, Ls, St, A, C), per-head keep rates
+    (M, Ls, St, A, C, H) and the headline mode's CIs (Ls, St, 2, A, C, 2), exact float32 values."""
     head = sweep["per_class_head"]
     return {
         "shape": list(head.shape),
@@ -79,7 +79,7 @@ def steering(
     """The steering explorer's data: axes, results.json's curves, the per-class tables (`class_tables`,
     with `ci` from steer/per_class.safetensors) and each class's test images."""
     st = results["steering"]
-    head = sweep["per_class_head"]  # (M, Ls, S, A, C, H)
+    head = sweep["per_class_head"]  # (M, Ls, St, A, C, H)
     w = (class_counts / class_counts.sum()).to(head.dtype)
     return {
         "modes": axes["modes"],

@@ -11,13 +11,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from headsteer.atomic import write_bytes  # noqa: E402
+from headsteer.artifacts.atomic import write_bytes  # noqa: E402
+from headsteer.steer.names import LabelSource, Strategy
 
 STYLE = {
-    "per_class": ("#1f77b4", "per-class frequent"),
-    "global": ("#d62728", "global frequent"),
-    "random": ("#7f7f7f", "random"),
-    "per_class_specific": ("#2ca02c", "per-class specific (lift)"),
+    Strategy.PER_CLASS: ("#1f77b4", "per-class frequent"),
+    Strategy.GLOBAL: ("#d62728", "global frequent"),
+    Strategy.RANDOM: ("#7f7f7f", Strategy.RANDOM.value),
+    Strategy.PER_CLASS_SPECIFIC: ("#2ca02c", "per-class specific (lift)"),
 }
 DPI = 110
 
@@ -66,15 +67,15 @@ def steering_curves(alphas, curves: dict, baseline: dict, path: Path, alpha_rang
     if hi is not None:
         keep &= a <= hi + 1e-9
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    for source, ls in (("true", "-"), ("predicted", "--")):
+    for source, ls in ((LabelSource.TRUE, "-"), (LabelSource.PREDICTED, "--")):
         for strategy, c in curves.get(source, {}).items():
-            if source == "predicted" and strategy in ("global", "random"):
+            if source == LabelSource.PREDICTED and strategy in (Strategy.GLOBAL, Strategy.RANDOM):
                 continue  # identical to the true-label curves
             color, name = _label(strategy)
-            suffix = " (predicted class)" if source == "predicted" else ""
+            suffix = " (predicted class)" if source == LabelSource.PREDICTED else ""
             axes[0].plot(a[keep], 100 * np.array(c["accuracy"])[keep], ls, color=color, marker=".", label=name + suffix)
             axes[1].plot(a[keep], np.array(c["head_usage"])[keep], ls, color=color, marker=".", label=name + suffix)
-            if source == "true":
+            if source == LabelSource.TRUE:
                 _ci_band(axes, a, keep, c, color)
     axes[0].axhline(100 * baseline["accuracy"], color="k", lw=0.8, ls=":", label="unsteered")
     axes[1].axhline(baseline["head_usage"], color="k", lw=0.8, ls=":", label="unsteered")
@@ -194,7 +195,7 @@ def mode_comparison(alphas, curves_by_mode: dict, baseline: dict, path: Path) ->
     fig, axes = plt.subplots(2, len(modes), figsize=(4.2 * len(modes), 7), squeeze=False, sharey="row")
     a = np.array(alphas)
     for j, mode in enumerate(modes):
-        for strategy, c in curves_by_mode[mode].get("true", {}).items():
+        for strategy, c in curves_by_mode[mode].get(LabelSource.TRUE, {}).items():
             color, name = _label(strategy)
             axes[0, j].plot(a, 100 * np.array(c["accuracy"]), color=color, label=name)
             axes[1, j].plot(a, np.array(c["head_usage"]), color=color, label=name)

@@ -11,7 +11,8 @@ from headsteer.analysis import explorer as analysis_explorer
 from headsteer.analysis.paper_table import paper_table
 from headsteer.analysis.results import opening, study_rows
 from headsteer.analysis.rival_report import learned_html, readout_html, rivals_html
-from headsteer.io import write_text
+from headsteer.artifacts.io import write_text
+from headsteer.steer.names import LabelSource
 
 
 def write_markdown(path: Path, results: dict, steer: dict, lines: list[str], command: str) -> None:
@@ -137,7 +138,9 @@ def answer_html(results: dict) -> str:
     warn = results["pruned"].get("target_missed")
     rows = ""
     for t in results["answer"]["table"]:
-        who = t["strategy"] + (f" ({'true' if t['label_source'] == 'true' else 'pred.'})" if t["label_source"] else "")
+        who = t["strategy"] + (
+            f" ({LabelSource.TRUE if t['label_source'] == LabelSource.TRUE else 'pred.'})" if t["label_source"] else ""
+        )
         sat = "" if all(t["saturated"].values()) else " (still moving)"
         delta = (
             "—" if t["delta_pts"] is None else f"{t['delta_pts']:+.2f} ({t['ci_pts'][0]:+.2f}..{t['ci_pts'][1]:+.2f})"

@@ -7,6 +7,7 @@ from headsteer.analysis.paper_table import PAPER
 from headsteer.analysis.rival_answer import rival_clause, strongest
 from headsteer.prune.evaluate import TARGET_SLACK
 from headsteer.steer.alphas import nearest_index
+from headsteer.steer.names import LabelSource
 from headsteer.steer.verdict import Comparison, sentence
 
 
@@ -162,7 +163,7 @@ def change_lines(results: dict) -> list[str]:
     st = results["steering"]
     alphas, a_max = st["alphas"], max(st["alphas"])
     parts = []
-    for strategy, c in st["curves"].get("true", {}).items():
+    for strategy, c in st["curves"].get(LabelSource.TRUE, {}).items():
         i, i0 = nearest_index(alphas, a_max), alphas.index(0.0)
         lo, hi = c["accuracy_delta_ci"][i]
         ulo, uhi = c["head_usage_delta_ci"][i]
@@ -218,7 +219,7 @@ def opening(results: dict) -> list[str]:
 def findings(results: dict) -> list[str]:
     """Plain-language findings computed from the numbers, whichever way they came out (after the verdict)."""
     st = results["steering"]
-    alphas, curves = st["alphas"], st["curves"].get("true", {})
+    alphas, curves = st["alphas"], st["curves"].get(LabelSource.TRUE, {})
     out = change_lines(results)
     held = heldout_line(results)
     if held:

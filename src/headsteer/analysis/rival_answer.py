@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from headsteer.steer.names import Call
 from headsteer.steer.verdict import VERBS
 
 LABEL_FREE = ("per_head_threshold", "retrained_gate")
@@ -54,7 +55,7 @@ def rival_clause(results: dict, cells: list) -> str:
     r = results["rivals"]["rivals"][name]
     low, limit = r["vs_threshold_low"], r["vs_threshold_low"]["usage_max"]
     who = f"The strongest rival fitted on training images, {NAMES[name]},"
-    if low["call"] == "beats":
+    if low["call"] == Call.BEATS:
         head = f"{who} beats the threshold where heads matter (usage below {limit:g}): {_ci(low)}."
     elif low["delta"] is None:
         head = f"{who} does not reach usage below {limit:g} on this run, so where heads matter is untested."
@@ -109,5 +110,5 @@ def _focus(focus: dict) -> str:
 
 def _counts(calls: list[str]) -> str:
     n = Counter(calls)
-    order = ("beats", "matches", "loses", "inconclusive", "borderline", "range too narrow")
+    order = (Call.BEATS, Call.MATCHES, Call.LOSES, Call.INCONCLUSIVE, Call.BORDERLINE, Call.RANGE_TOO_NARROW)
     return ", ".join(f"{n[c]} {c}" for c in order if n[c])

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from headsteer.analysis.figures import _label, _save, plt
+from headsteer.steer.names import LabelSource, Strategy
 
 RIVAL_STYLE = {
     "per_head_threshold": ("#8c564b", "per-head threshold (fitted)"),
@@ -15,7 +16,7 @@ RIVAL_STYLE = {
     "class_threshold.true": ("#17becf", "per-class threshold, true labels (fitted)"),
     "class_threshold.predicted": ("#bcbd22", "per-class threshold, predicted class (fitted)"),
 }
-LEARNED_STYLE = {"global": "#ff7f0e", "per_class.true": "#9467bd", "per_class.predicted": "#8c8cff"}
+LEARNED_STYLE = {Strategy.GLOBAL: "#ff7f0e", "per_class.true": "#9467bd", "per_class.predicted": "#8c8cff"}
 
 
 def _band(ax, usage, acc, ci, color: str, label: str, **style) -> None:
@@ -37,7 +38,7 @@ def frontier(results: dict, path: Path) -> Path:
         color, label = RIVAL_STYLE.get(name, ("#444", name))
         f = r["frontier"]
         _band(ax, f["head_usage"], f["accuracy"], f["accuracy_ci"], color, label, marker="s", ms=4, lw=1.5)
-    cells = results["verdicts"].get(st["mode"], {}).get("true", {})
+    cells = results["verdicts"].get(st["mode"], {}).get(LabelSource.TRUE, {})
     for strategy, rec in cells.items():
         color, name = _label(strategy)
         reach = rec["reach"]

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from headsteer.analysis.figures import _label, _save, plt
+from headsteer.steer.names import LabelSource
 
 
 def attention_macs(usage_overall, results: dict) -> np.ndarray:
@@ -33,8 +34,8 @@ def frontier(results: dict, path: Path) -> Path:
     baselines, the unsteered model."""
     st = results["steering"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
-    cells = results.get("verdicts", {}).get(st["mode"], {}).get("true", {})
-    for strategy, c in st["curves"].get("true", {}).items():
+    cells = results.get("verdicts", {}).get(st["mode"], {}).get(LabelSource.TRUE, {})
+    for strategy, c in st["curves"].get(LabelSource.TRUE, {}).items():
         c = cells.get(strategy, {}).get("reach") or c  # with reach: every alpha walked past the grid too
         color, name = _label(strategy)
         _curve(
@@ -64,7 +65,7 @@ def frontier(results: dict, path: Path) -> Path:
             dict(
                 color="#9467bd",
                 lw=1.5,
-                ls="--" if source == "predicted" else "-",
+                ls="--" if source == LabelSource.PREDICTED else "-",
                 label=f"mean-shift baseline ({source} class)",
             ),
         )

@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from headsteer.artifacts.integrity import finished_stages
+from headsteer.artifacts.io import read_json
 from headsteer.config import RunConfig
-from headsteer.config_loader import absolute_paths, config_diff, from_dict
-from headsteer.errors import HeadsteerError
-from headsteer.integrity import finished_stages
-from headsteer.io import read_json
+from headsteer.config.loader import absolute_paths, config_diff, from_dict
+from headsteer.core.errors import HeadsteerError
 
 
 def _recorded(folder: Path) -> dict:

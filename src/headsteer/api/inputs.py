@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.pil_images import to_uint8
-from headsteer.errors import HeadsteerError
 
 ImageInput = Union[torch.Tensor, np.ndarray, Image.Image, Sequence[Image.Image]]
 """Images as the API takes them: a tensor or array (B, C, H, W), (C, H, W) or (H, W) of uint8 pixels

@@ -9,7 +9,6 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from headsteer.activations import extracted_layers
 from headsteer.api.folder import open_folder
 from headsteer.api.inputs import (
     ImageInput,
@@ -25,15 +24,17 @@ from headsteer.api.sets import BUILT_IN_SETS, named_set
 from headsteer.api.strengths import LearnedStrengths, learned_strengths, steer_strengths
 from headsteer.api.sweep import SweepTails, sweep_rows
 from headsteer.api.types import LatentStats, Outputs, RunSAE
+from headsteer.artifacts.activations import extracted_layers
+from headsteer.artifacts.io import read_json, read_tensors
 from headsteer.config import RunConfig
+from headsteer.core.errors import HeadsteerError
+from headsteer.core.runtime import resolve_device
 from headsteer.data import ImageDataset
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_json, read_tensors
 from headsteer.model import AdaViT
 from headsteer.model.configured import PrunedModel, load_pruned
-from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE, run_folder
 from headsteer.steer.baselines import shifted_forward
+from headsteer.steer.names import LabelSource, Mode, Strategy
 from headsteer.steer.steering import MODES, Candidates, steer_sparse
 
 __all__ = ["load_run", "Run"]
@@ -155,7 +156,7 @@ class Run:
         """Latent frequencies (TRAIN split), lift and head effects of `layer`'s SAE."""
         t = self._latent_file(layer)
         freq_c, freq = t["freq_per_class"], t["freq_overall"]
-        lift = freq_c / freq.clamp(min=1e-12)  # (C, n)
+        lift = freq_c / freq.clamp(min=1e-12)  # (C, d_sae)
         return LatentStats(freq_c, freq, lift, t.get("head_effect"), t.get("head_effect_latents"))
 
     def index_sets(self, layer: int | None = None) -> dict[str, torch.Tensor]:
@@ -164,7 +165,7 @@ class Run:
         the headline layer, the config's `steer.custom_sets` (their own sizes)."""
         t = self._latent_file(layer)
         sets = {name: t[key] for name, key in BUILT_IN_SETS.items()}
-        sets["random_draws"] = t.get("set_random_draws", sets["random"][None])
+        sets["random_draws"] = t.get("set_random_draws", sets[Strategy.RANDOM][None])
         if self._layer(layer) != self.layer:
             return sets
         for name, ids in (getattr(self.config.steer, "custom_sets", {}) or {}).items():
@@ -210,19 +211,18 @@ class Run:
             if strategy is not None or latents is not None or alpha is not None or mode is not None:
                 raise HeadsteerError("give strengths alone: they replace strategy, latents, alpha and mode")
             return steer_strengths(self, as_batch(images, self.data.in_chans), layer, strengths, labels, batch_size)
-        alpha, mode = finite(1.5 if alpha is None else alpha, "alpha"), "pre_topk" if mode is None else mode
+        alpha, mode = finite(1.5 if alpha is None else alpha, "alpha"), Mode.PRE_TOPK if mode is None else mode
         if mode not in MODES:
             raise HeadsteerError(f"mode={mode!r} is not a steering mode; use one of {', '.join(MODES)}")
         batch = as_batch(images, self.data.in_chans)
-        S = self._rows(batch, self._chosen_set(layer, strategy, latents, draw), labels)  # (N, |S|)
-        sae = self.sae(layer).sae
+        set_idx, sae = self._rows(batch, self._chosen_set(layer, strategy, latents, draw), labels), self.sae(layer).sae
 
         def run_batch(x: torch.Tensor, rows: slice) -> tuple[torch.Tensor, torch.Tensor]:
-            S_b = S[rows].to(self.device)  # (b, |S|)
+            set_b = set_idx[rows].to(self.device)  # (b, |S|) of the (N, |S|) latent indices
 
             def steered(cls: torch.Tensor) -> torch.Tensor:  # (b, d) -> (b, d)
-                cand = Candidates.of(sae.pre_acts(cls.float()), sae.k, S_b.shape[1])
-                return sae.decode_sparse(*steer_sparse(cand, S_b, alpha, mode, sae.k)).to(cls.dtype)
+                cand = Candidates.of(sae.pre_acts(cls.float()), sae.k, set_b.shape[1])
+                return sae.decode_sparse(*steer_sparse(cand, set_b, alpha, mode, sae.k)).to(cls.dtype)
 
             with self.model.override_decision_input(layer, steered):
                 return self._unsteered(x)
@@ -238,7 +238,7 @@ class Run:
         classes = self.forward(batch).predictions if labels is None else as_labels(labels, len(batch), C)
         return per[classes]
 
-    def learned(self, variant: str = "global", target: float = 0.1, *, sae: str = "trained") -> LearnedStrengths:
+    def learned(self, variant: str = Strategy.GLOBAL, target: float = 0.1, *, sae: str = "trained") -> LearnedStrengths:
         """The strengths the steer stage learned for `variant` ('global', 'per_class.true', 'per_class.predicted')
         at the fitted target usage nearest `target`, on the run's SAE or (sae='untrained') the random control;
         pass them to `steer(images, strengths=...)`."""
@@ -287,7 +287,7 @@ class Run:
         *,
         latents: Sequence[int] | Sequence[Sequence[int]] | torch.Tensor | None = None,
         mode: str | None = None,
-        label_source: str = "true",
+        label_source: str = LabelSource.TRUE,
         layer: int | None = None,
         frame: bool | None = None,
     ) -> Any:

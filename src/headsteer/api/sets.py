@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import torch
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
+from headsteer.steer.names import Strategy
 
 BUILT_IN_SETS = {
-    "per_class": "set_per_class",
-    "global": "set_global",
-    "random": "set_random",
-    "per_class_specific": "set_per_class_specific",
+    Strategy.PER_CLASS: "set_per_class",
+    Strategy.GLOBAL: "set_global",
+    Strategy.RANDOM: "set_random",
+    Strategy.PER_CLASS_SPECIFIC: "set_per_class_specific",
 }
 """Index-set name -> its key in `steer/latents*.safetensors` (`random`: the first of the random draws)."""
 
@@ -19,12 +20,12 @@ BUILT_IN_SETS = {
 def named_set(sets: dict[str, torch.Tensor], layer: int, strategy, draw) -> torch.Tensor:
     """The set `strategy` of `sets` (`Run.index_sets`; None = 'per_class'): (|S|,) or (C, |S|). For
     'random', draw `draw` of `sets['random_draws']` (R, |S|), which may be left out only when R = 1."""
-    strategy = "per_class" if strategy is None else strategy
+    strategy = Strategy.PER_CLASS if strategy is None else strategy
     names = [n for n in sets if n != "random_draws"]
     if not isinstance(strategy, str) or strategy not in names:
         names = ", ".join(names)
         raise HeadsteerError(f"strategy={strategy!r} is not an index set of layer {layer}; use one of {names}")
-    if strategy != "random":
+    if strategy != Strategy.RANDOM:
         if draw is not None:
             raise HeadsteerError(f"draw={draw!r} goes with strategy='random' only")
         return sets[strategy]

@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from headsteer.activations import load_split
 from headsteer.api.inputs import choice
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_tensors
+from headsteer.artifacts.activations import load_split
+from headsteer.artifacts.io import read_tensors
+from headsteer.core.errors import HeadsteerError
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer.names import Strategy
 from headsteer.steer.random_sae import control_sae
 
 if TYPE_CHECKING:
@@ -109,7 +110,9 @@ def learned_strengths(run: Run, variant: str, target: float, sae: str = "trained
     per = len(t["path"])
     alpha = read_tensors(path)[f"{i * per + t['chosen']}.alpha"]  # (R, d_sae)
     point = t["path"][t["chosen"]]
-    return LearnedStrengths(variant, sae, t["target"], point["m"], alpha[0] if variant == "global" else alpha, point)
+    return LearnedStrengths(
+        variant, sae, t["target"], point["m"], alpha[0] if variant == Strategy.GLOBAL else alpha, point
+    )
 
 
 def strength_sae(run: Run, layer: int, strengths) -> TopKSAE:

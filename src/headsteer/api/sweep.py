@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import torch
 
-from headsteer.activations import Activations, load_split
 from headsteer.api.inputs import choice, finite
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_tensors
+from headsteer.artifacts.activations import Activations, load_split
+from headsteer.artifacts.io import read_tensors
+from headsteer.core.errors import HeadsteerError
 from headsteer.model.configured import captured_tokens
 from headsteer.steer.alphas import alpha_grid
+from headsteer.steer.names import LABEL_SOURCE_NAMES, Strategy
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.steering import MODES
 from headsteer.steer.sweep import Scorer, SweepGrid, run_sweep
@@ -24,7 +25,7 @@ from headsteer.steer.tails import OutcomeCache, make_tail
 if TYPE_CHECKING:
     from headsteer.api.run import Run
 
-LABEL_SOURCES = ("true", "predicted")
+LABEL_SOURCES = LABEL_SOURCE_NAMES
 LATENTS = "(latents)"
 """The name under which a sweep's own `latents` join the stored index sets (no set can be named so)."""
 
@@ -92,7 +93,7 @@ def sweep_rows(run: "Run", strategy, alphas, latents, mode, label_source, layer,
         name, label = LATENTS, "latents"
     else:
         names = [n for n in run.index_sets(layer) if n != "random_draws"]
-        name = label = choice("per_class" if strategy is None else strategy, names, "strategy")
+        name = label = choice(Strategy.PER_CLASS if strategy is None else strategy, names, "strategy")
     scorer, test = run._tails.get(run, layer)
     sc = run.config.steer
     grid = SweepGrid([mode], [label_source], [name], alphas)

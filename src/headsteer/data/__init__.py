@@ -9,9 +9,9 @@ import json
 import torch
 
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.base import ImageDataset, ImageSplit, batch_indices, iterate, seeded_subset
 from headsteer.data.transforms import BatchTransform
-from headsteer.errors import HeadsteerError
 
 __all__ = [
     "ImageDataset",
@@ -76,7 +76,7 @@ def data_fingerprint(cfg: DataConfig) -> str:
     """A hash that changes when the configured data does, without decoding it: an image folder's
     relative paths, sizes and mtimes; a Hugging Face dataset's own fingerprints; the sizes and mtimes of
     the Fashion-MNIST / CIFAR-100 files. UNAVAILABLE when the data cannot be found."""
-    from headsteer.io import digest
+    from headsteer.artifacts.io import digest
 
     try:  # each loader module's `fingerprint(cfg)` lists what it reads
         parts = importlib.import_module(f"headsteer.data.{cfg.name}").fingerprint(cfg)

@@ -13,7 +13,7 @@ from typing import Iterator
 
 import torch
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 
 @dataclass

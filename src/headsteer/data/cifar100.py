@@ -10,8 +10,8 @@ import numpy as np
 import torch
 
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.base import ImageDataset, ImageSplit
-from headsteer.errors import HeadsteerError
 
 DEFAULT_ROOT = "data/cifar100"
 MEAN, STD = (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)

@@ -15,8 +15,8 @@ import numpy as np
 import torch
 
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.base import ImageDataset, ImageSplit
-from headsteer.errors import HeadsteerError
 
 DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
 CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]

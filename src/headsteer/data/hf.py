@@ -17,10 +17,10 @@ from __future__ import annotations
 import torch
 
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.base import ImageDataset, ImageSplit
 from headsteer.data.lazy import LazyImages, decide_in_memory
 from headsteer.data.pil_images import channel_stats, common_shape, header, to_8bit, to_uint8
-from headsteer.errors import HeadsteerError
 
 
 def _open(root: str | None):

@@ -20,10 +20,10 @@ import torch
 from PIL import Image
 
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.base import ImageDataset, ImageSplit
 from headsteer.data.lazy import LazyImages, decide_in_memory
 from headsteer.data.pil_images import channel_stats, common_shape, decode, header, to_uint8
-from headsteer.errors import HeadsteerError
 
 LAYOUT = "train/<class>/*.png|jpg|... and test/<class>/* (or val/<class>/*)"
 

@@ -16,8 +16,8 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 
 from headsteer.config import DataConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.pil_images import to_uint8
-from headsteer.errors import HeadsteerError
 
 AUTO_LIMIT_BYTES = 4 * 2**30
 """data.in_memory=auto keeps a dataset in memory when its training images take at most this as uint8."""

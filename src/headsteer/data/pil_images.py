@@ -23,8 +23,8 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms import v2
 
+from headsteer.core.errors import HeadsteerError
 from headsteer.data.base import seeded_subset
-from headsteer.errors import HeadsteerError
 
 GRAY_MODES = ("L", "1", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N")
 """Modes held as one channel (the others become RGB)."""

@@ -17,7 +17,7 @@ import torch
 import torch.nn as nn
 from timm.models.vision_transformer import Block, VisionTransformer
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 from headsteer.model.decision import DecisionNet, deterministic_mask, gumbel_sigmoid_mask
 from headsteer.model.gated_attention import GatedAttention
 

@@ -10,7 +10,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 from headsteer.config import ModelConfig
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 from headsteer.model.adavit import AdaViT
 from headsteer.model.gated_attention import GatedAttention
 
@@ -143,7 +143,7 @@ def normalization(model: AdaViT, cfg: ModelConfig, dataset_mean: tuple, dataset_
 
 def load_weights(model: torch.nn.Module, path: str | Path) -> None:
     """Load a model.safetensors written by the prune stage, with a clear error on mismatch."""
-    from headsteer.io import read_tensors
+    from headsteer.artifacts.io import read_tensors
 
     state = read_tensors(path)
     try:

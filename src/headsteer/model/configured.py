@@ -9,8 +9,8 @@ import timm
 import torch
 
 from headsteer.config import ExtractConfig, RunConfig
+from headsteer.core.errors import HeadsteerError
 from headsteer.data import BatchTransform, ImageDataset, check_classes, iterate, load_dataset
-from headsteer.errors import HeadsteerError
 from headsteer.model.adavit import AdaViT
 from headsteer.model.build import build_model, load_weights, meta_model, normalization
 from headsteer.sae.topk import TopKSAE

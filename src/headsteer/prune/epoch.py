@@ -9,15 +9,15 @@ from typing import Callable, Optional
 import torch
 import torch.nn.functional as F
 
-from headsteer import distributed
 from headsteer.config import PruneConfig
+from headsteer.core import distributed
+from headsteer.core.errors import HeadsteerError
+from headsteer.core.finite import diverged
+from headsteer.core.runtime import progress
 from headsteer.data import BatchTransform, ImageSplit, batch_indices
 from headsteer.data.lazy import batches_of
-from headsteer.errors import HeadsteerError
-from headsteer.finite import diverged
 from headsteer.model import AdaViT
 from headsteer.prune.schedule import PhaseSchedule, lr_factor, usage_loss
-from headsteer.runtime import progress
 
 
 @dataclass

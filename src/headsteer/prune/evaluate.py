@@ -7,10 +7,10 @@ from dataclasses import dataclass
 
 import torch
 
-from headsteer.classwise import class_mean
+from headsteer.core.classwise import class_mean
+from headsteer.core.runtime import progress
 from headsteer.data import BatchTransform, ImageSplit, iterate
 from headsteer.model import AdaViT
-from headsteer.runtime import progress
 
 TARGET_SLACK = 0.05
 """Final head usage further than this from prune.target_usage is a missed pruning target (logged, flagged

@@ -8,8 +8,8 @@ from typing import Optional
 
 import torch
 
-from headsteer import distributed
 from headsteer.config import PruneConfig
+from headsteer.core import distributed
 from headsteer.model import AdaViT
 
 PHASES = ("dense", "joint", "done")

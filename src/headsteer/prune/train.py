@@ -15,11 +15,11 @@ from pathlib import Path
 import torch
 from torch.nn.parallel import DistributedDataParallel
 
-from headsteer import distributed
+from headsteer.artifacts.io import checkpoint_extra, checkpoint_state, load_checkpoint, save_checkpoint
 from headsteer.config import PruneConfig
+from headsteer.core import distributed
+from headsteer.core.finite import first_nonfinite
 from headsteer.data import BatchTransform, ImageDataset, batch_indices
-from headsteer.finite import first_nonfinite
-from headsteer.io import checkpoint_extra, checkpoint_state, load_checkpoint, save_checkpoint
 from headsteer.model import AdaViT
 from headsteer.prune.epoch import EpochContext, divergence, train_epoch
 from headsteer.prune.evaluate import evaluate

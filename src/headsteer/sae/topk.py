@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 SAELENS_VERSION = "6.12.1"  # the SAELens release whose on-disk layout these files follow
 CFG_NAME, WEIGHTS_NAME = "cfg.json", "sae_weights.safetensors"
@@ -129,7 +129,7 @@ class TopKSAE(nn.Module):
         }
 
     def save(self, folder: str | Path) -> None:
-        from headsteer.io import write_json, write_tensors
+        from headsteer.artifacts.io import write_json, write_tensors
 
         folder = Path(folder)
         write_tensors(
@@ -144,7 +144,7 @@ class TopKSAE(nn.Module):
 
     @classmethod
     def load(cls, folder: str | Path, expected_d_in: Optional[int] = None) -> "TopKSAE":
-        from headsteer.io import read_tensors
+        from headsteer.artifacts.io import read_tensors
 
         folder = Path(folder)
         cfg_path = folder / CFG_NAME

@@ -44,13 +44,13 @@ class _GatherPreActs(torch.autograd.Function):
         x, W_enc, b_dec, idx = ctx.saved_tensors
         (B, m), d_sae = idx.shape, W_enc.shape[1]
         rows = torch.arange(B, device=idx.device).repeat_interleave(m)  # (B*m,) the row of each entry
-        # S (d_sae, B) holds grad at the selected (latent, row) pairs; dL/dW_enc^T = S @ (x - b_dec)
-        with warnings.catch_warnings():  # the indices are valid by construction; CUDA builds of torch 2.11 still
+        # G (d_sae, B) holds grad at the selected (latent, row) pairs; dL/dW_enc^T = G @ (x - b_dec)
+        with warnings.catch_warnings():  # the indices are valid by construction; some CUDA builds of torch
             warnings.filterwarnings("ignore", message="Sparse invariant checks", category=UserWarning)  # warn
-            S = torch.sparse_coo_tensor(
+            G = torch.sparse_coo_tensor(
                 torch.stack([idx.flatten(), rows]), grad.flatten(), (d_sae, B), check_invariants=False
             )
-            grad_W_enc = torch.sparse.mm(S, x - b_dec).T  # (d_in, d_sae)
+            grad_W_enc = torch.sparse.mm(G, x - b_dec).T  # (d_in, d_sae)
         grad_b_enc = grad.new_zeros(d_sae).index_add_(0, idx.flatten(), grad.flatten())  # (d_sae,)
         grad_b_dec = -(W_enc @ grad_b_enc)  # d pre[b, i] / d b_dec = -W_enc[:, i]
         return None, None, grad_W_enc, grad_b_enc, grad_b_dec, None

@@ -1,9 +1,9 @@
 """Run-directory bookkeeping shared by the stages.
 
 Each stage owns `RUN/<stage>/`, holding its marker and manifest (`.headsteer-manifest`, see
-headsteer.manifest), `config.json` (the config sections the stage depends on, the git SHA; for prune
+headsteer.artifacts.manifest), `config.json` (the config sections the stage depends on, the git SHA; for prune
 also the data fingerprint), its artifacts, `metrics.json`, and `done.json` written last with the
-size and blake2b digest of every artifact (headsteer.integrity). A finished stage whose
+size and blake2b digest of every artifact (headsteer.artifacts.integrity). A finished stage whose
 config is unchanged, whose artifacts still match done.json and whose earlier stages were not redone
 since it started is skipped. A folder made by a different config is refused unless
 `force` is given, or unless it holds nothing valid yet (a first attempt that failed early). Cleaning
@@ -19,14 +19,15 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Callable, Literal
 
-from headsteer import distributed, manifest
-from headsteer.atomic import make_folder, remove_stale_temps
+from headsteer.artifacts import manifest
+from headsteer.artifacts.atomic import make_folder, remove_stale_temps
+from headsteer.artifacts.integrity import artifacts, damage, read_record, stale
+from headsteer.artifacts.io import git_sha, write_json, write_text
 from headsteer.config import RunConfig
-from headsteer.config_loader import config_diff
+from headsteer.config.loader import config_diff
+from headsteer.core import distributed
+from headsteer.core.errors import HeadsteerError
 from headsteer.data import UNAVAILABLE, data_fingerprint
-from headsteer.errors import HeadsteerError
-from headsteer.integrity import artifacts, damage, read_record, stale
-from headsteer.io import git_sha, write_json, write_text
 
 # Config sections each stage's result depends on (a change upstream invalidates downstream stages).
 SECTIONS = {

@@ -1,7 +1,7 @@
 """Stage `extract`: CLS token of the chosen blocks' residual INPUT, with labels, predictions and masks.
 
 One forward pass captures every layer of the study (extract.layer and extract.layers). Each split is
-streamed into one activation store per layer (headsteer.activations) a chunk at a time, so memory
+streamed into one activation store per layer (headsteer.artifacts.activations) a chunk at a time, so memory
 stays bounded by a chunk; finished chunks are kept and skipped on resume.
 """
 
@@ -12,14 +12,14 @@ from pathlib import Path
 
 import torch
 
-from headsteer import distributed
-from headsteer.activations import Activations, ActivationStore, hook_name
+from headsteer.artifacts.activations import Activations, ActivationStore, hook_name
+from headsteer.artifacts.io import write_json
 from headsteer.config import RunConfig
+from headsteer.core import distributed
+from headsteer.core.runtime import progress, resolve_device
 from headsteer.data import ImageSplit
-from headsteer.io import write_json
 from headsteer.model import AdaViT
 from headsteer.model.configured import load_pruned, study_layers
-from headsteer.runtime import progress, resolve_device
 
 
 @torch.inference_mode()

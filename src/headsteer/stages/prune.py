@@ -11,14 +11,14 @@ from pathlib import Path
 
 import torch
 
-from headsteer import distributed
+from headsteer.artifacts.io import write_json, write_tensors
 from headsteer.config import RunConfig
+from headsteer.core import distributed
+from headsteer.core.runtime import resolve_device
 from headsteer.data import load_dataset
-from headsteer.io import write_json, write_tensors
 from headsteer.model.configured import build_for
 from headsteer.prune.evaluate import TARGET_SLACK, EvalResult, evaluate
 from headsteer.prune.train import PruneRun, train_phases
-from headsteer.runtime import resolve_device
 
 
 def _metrics(cfg: RunConfig, run: PruneRun, state: dict, final: EvalResult, identical: bool) -> dict:

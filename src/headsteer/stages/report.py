@@ -8,17 +8,17 @@ from pathlib import Path
 
 import torch
 
-from headsteer.activations import load_split
 from headsteer.analysis import explorer
 from headsteer.analysis import figures as fig
 from headsteer.analysis import rival_figures as rfig
 from headsteer.analysis import trust_figures as tfig
 from headsteer.analysis.report import write_html, write_markdown
 from headsteer.analysis.results import build_results, findings, verdict
+from headsteer.artifacts.activations import load_split
+from headsteer.artifacts.integrity import read_record
+from headsteer.artifacts.io import git_sha, read_json, read_tensors, write_json
 from headsteer.config import RunConfig
 from headsteer.data import load_dataset
-from headsteer.integrity import read_record
-from headsteer.io import git_sha, read_json, read_tensors, write_json
 from headsteer.model.build import model_name
 from headsteer.sae.topk import TopKSAE
 

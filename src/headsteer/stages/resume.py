@@ -5,10 +5,10 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from headsteer.errors import HeadsteerError
-from headsteer.io import checkpoint_state
-from headsteer.signals import Terminated
+from headsteer.artifacts.io import checkpoint_state
+from headsteer.core.errors import HeadsteerError
 from headsteer.stages.common import RUNNING
+from headsteer.stages.signals import Terminated
 
 
 def _prune(folder: Path) -> str:

@@ -21,15 +21,15 @@ from typing import Iterator
 
 import torch
 
-from headsteer.activations import extracted_layers, hook_name, load_split
+from headsteer.artifacts.activations import extracted_layers, hook_name, load_split
+from headsteer.artifacts.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json
 from headsteer.config import RunConfig
-from headsteer.errors import HeadsteerError
-from headsteer.finite import diverged, first_nonfinite
-from headsteer.io import checkpoint_state, load_checkpoint, read_json, save_checkpoint, write_json
+from headsteer.core.errors import HeadsteerError
+from headsteer.core.finite import diverged, first_nonfinite
+from headsteer.core.runtime import progress, resolve_device
 from headsteer.model import AdaViT
 from headsteer.model.configured import PrunedModel, load_pruned
 from headsteer.prune.evaluate import predict, summarize
-from headsteer.runtime import progress, resolve_device
 from headsteer.sae.topk import TopKSAE, run_folder
 from headsteer.sae.train import SAETrainer, evaluate_sae, geometric_median
 

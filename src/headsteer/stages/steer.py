@@ -14,13 +14,13 @@ from pathlib import Path
 
 import torch
 
-from headsteer.activations import Activations, extracted_layers, load_split
+from headsteer.artifacts.activations import Activations, extracted_layers, load_split
+from headsteer.artifacts.io import read_tensors, write_json, write_tensors
 from headsteer.config import RunConfig
+from headsteer.core.runtime import resolve_device
 from headsteer.data import seeded_subset
-from headsteer.io import read_tensors, write_json, write_tensors
 from headsteer.model.configured import PrunedModel, captured_tokens, load_pruned
 from headsteer.model.macs import macs_per_head
-from headsteer.runtime import resolve_device
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer import fitted, study
 from headsteer.steer.alphas import alpha_grid
@@ -30,6 +30,7 @@ from headsteer.steer.fit_data import FitSplit
 from headsteer.steer.heldout import top_classes_heldout
 from headsteer.steer.judge import Judging, judge_all, settings_record
 from headsteer.steer.latent_effects import head_effects
+from headsteer.steer.names import LabelSource
 from headsteer.steer.practitioner import OnTest
 from headsteer.steer.reach import ReachSettings
 from headsteer.steer.readout import readout_record
@@ -85,7 +86,7 @@ def baselines(
     with torch.inference_mode():
         threshold = threshold_curve(scorer, decide(x), cfg.steer.threshold_levels)
         shift = MeanShift.fit(train.cls, train.labels, len(pm.data.classes))
-        sources = {"true": test.labels, "predicted": test.predictions}
+        sources = {LabelSource.TRUE: test.labels, LabelSource.PREDICTED: test.predictions}
         rs = ReachSettings.of(cfg.steer) if cfg.steer.reach else None
         mean_shift = {
             s: mean_shift_curve(scorer, decide, x, sources[s], shift, alphas, rs) for s in cfg.steer.label_sources
@@ -106,7 +107,7 @@ def analyses(cfg, res: SweepResult, test: Activations, classes: list[str], base:
         "verdicts": judge_all(res, j, class_conditioned),
         "top_alpha": sc.top_alpha,
     }
-    for source, key in (("true", "top_classes"), ("predicted", "top_classes_predicted")):
+    for source, key in ((LabelSource.TRUE, "top_classes"), (LabelSource.PREDICTED, "top_classes_predicted")):
         held = top_classes_heldout(res, test, classes, boot, sc.top_alpha, sc.top_n, cfg.seed, sc.mode, source=source)
         out[key], out[f"{key}_table"] = held["classes"], held
     return out
@@ -123,7 +124,9 @@ def fit_context(cfg: RunConfig, pm: PrunedModel, layer: int, data: tuple, scorer
         train, rows, OutcomeCache(make_tail(pm.model, layer, [tokens]), sc.batch_size), sc.fit_holdout, cfg.seed + 43
     )
     decide = pm.model.decisions[str(layer)]
-    side = OnTest(decide, test.cls.to(device), {"true": test.labels, "predicted": test.predictions}, scorer)
+    side = OnTest(
+        decide, test.cls.to(device), {LabelSource.TRUE: test.labels, LabelSource.PREDICTED: test.predictions}, scorer
+    )
     settings = fitted.fit_settings(sc, cfg.seed)
     grid = fitted.targets(decide, split, sc.rival_targets)
     cache = FitCache(
@@ -174,19 +177,19 @@ def latent_head_effects(
 def headline_entry(metrics: dict, images: int) -> dict:
     """The headline layer's record in the layer study, from its full analysis (true labels)."""
     layer, sens = metrics["layer"], metrics["sensitivity"]
-    source = "true" if "true" in metrics["curves"] else next(iter(metrics["curves"]))
-    return study.entry(
-        layer,
-        images,
-        metrics["alphas"],
-        {key: metrics["baseline"][key] for key in ("accuracy", "head_usage")},
-        metrics["curves"][source],
-        metrics["random_band"],
-        metrics["threshold"],
-        metrics["verdicts"][metrics["mode"]][source],
-        sens["table"][sens["layers"].index(layer)],
-        metrics["timing"]["sweep_seconds"] + metrics["timing"]["analysis_seconds"],
-    )
+    source = LabelSource.TRUE if LabelSource.TRUE in metrics["curves"] else next(iter(metrics["curves"]))
+    return study.LayerEntry(
+        layer=layer,
+        images=images,
+        alphas=metrics["alphas"],
+        unsteered={key: metrics["baseline"][key] for key in ("accuracy", "head_usage")},
+        curves=metrics["curves"][source],
+        random_band=metrics["random_band"],
+        threshold=metrics["threshold"],
+        verdicts=metrics["verdicts"][metrics["mode"]][source],
+        sensitivity=sens["table"][sens["layers"].index(layer)],
+        seconds=metrics["timing"]["sweep_seconds"] + metrics["timing"]["analysis_seconds"],
+    ).as_dict()
 
 
 def layer_study(cfg: RunConfig, pm: PrunedModel, layers: list[int], folder: Path) -> dict:

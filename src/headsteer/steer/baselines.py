@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from headsteer.classwise import class_mean
+from headsteer.core.classwise import class_mean
 from headsteer.model import deterministic_mask
 from headsteer.steer.reach import ReachSettings, reach
 

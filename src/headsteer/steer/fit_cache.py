@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from headsteer.errors import HeadsteerError
-from headsteer.io import json_text, read_tensors_and_metadata, write_tensors
+from headsteer.artifacts.io import json_text, read_tensors_and_metadata, write_tensors
+from headsteer.core.errors import HeadsteerError
 
 Entry = tuple[dict[str, torch.Tensor], dict]
 """(tensors, JSON-able record) of one fitted policy."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from headsteer.steer.baselines import threshold_shifts
+from headsteer.steer.names import LabelSource
 from headsteer.steer.tails import OutcomeCache
 
 MAX_EXACT_HEADS = 8
@@ -98,4 +99,4 @@ class FitSplit:
 
     def classes(self, source: str) -> torch.Tensor:
         """(N,) the class a class-conditioned policy uses: 'true' labels or the unsteered 'predicted' class."""
-        return self.labels if source == "true" else self.predictions
+        return self.labels if source == LabelSource.TRUE else self.predictions

@@ -17,6 +17,7 @@ from headsteer.steer.gate_fit import FitSettings
 from headsteer.steer.judge import Judging, judge_all, judge_curve
 from headsteer.steer.learned import Codes, gate_directions, is_linear, pushes
 from headsteer.steer.learned_fit import LearnedProblem
+from headsteer.steer.names import LabelSource, Strategy
 from headsteer.steer.practitioner import OnTest, fit_rivals, rival_curves, rival_names, summary
 from headsteer.steer.random_sae import control_sae
 from headsteer.steer.reach import ReachSettings
@@ -128,7 +129,7 @@ def reference(ctx: FitContext, sae) -> torch.Tensor:
 def judge_learned(docs: dict, curves: dict, judging, ref: torch.Tensor) -> None:
     """Add each variant's verdicts (`judge.judge_curve`) to its record, in place."""
     for variant, curve in curves.items():
-        source = variant.split(".", 1)[1] if "." in variant else "true"
+        source = variant.split(".", 1)[1] if "." in variant else LabelSource.TRUE
         docs[variant]["verdict"] = judge_curve(curve, judging, source, "." in variant, ref)
 
 
@@ -162,7 +163,7 @@ def untrained_frequency_sets(sc, seed: int, model, rsae, data: tuple, C: int, sc
     `random`: a random set of a random dictionary is the trained SAE's random band again, at R times the cost."""
     train, test = data
     sets = latent_sets(sc, seed, rsae, train, C, path, {})
-    strategies = [s for s in sc.strategies if s != "random"]
+    strategies = [s for s in sc.strategies if s != Strategy.RANDOM]
     grid = SweepGrid([sc.mode], sc.label_sources, strategies, alpha_grid(sc))
     rs = ReachSettings.of(sc) if sc.reach else None
     res = run_sweep(model, rsae, scorer, test, sets, grid, sc.batch_size, sc.random_draws, rs)

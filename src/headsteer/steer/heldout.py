@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import torch
 
-from headsteer.activations import Activations
-from headsteer.classwise import class_mean
+from headsteer.artifacts.activations import Activations
+from headsteer.core.classwise import class_mean
 from headsteer.steer.alphas import nearest_index
+from headsteer.steer.names import LabelSource, Strategy
 from headsteer.steer.sweep import SweepResult
 from headsteer.steer.uncertainty import Bootstrap
 
@@ -64,8 +65,8 @@ def top_classes_heldout(
     n_top: int,
     seed: int,
     mode: str,
-    strategy: str = "per_class",
-    source: str = "true",
+    strategy: str = Strategy.PER_CLASS,
+    source: str = LabelSource.TRUE,
 ) -> dict:
     """Top `n_top` classes by accuracy gain at the grid alpha nearest `alpha`, selected on one half of the
     test set and reported on the other; `all_classes` holds the gain of every class on both halves."""

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import torch
 
+from headsteer.core.runtime import progress
 from headsteer.model import AdaViT
-from headsteer.runtime import progress
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.steering import Candidates
 from headsteer.steer.sweep import steered_masks
@@ -27,7 +27,7 @@ def head_effects(
     """(len(latents), H) change in each head's keep rate of `layer` when latent i alone is amplified by
     alpha; x: (N, d) CLS entering the layer (on the SAE's device); latents: (L,) indices."""
     N = x.shape[0]
-    pre = torch.cat([sae.pre_acts(xb) for xb in x.split(batch_size)])  # (N, n)
+    pre = torch.cat([sae.pre_acts(xb) for xb in x.split(batch_size)])  # (N, d_sae)
     cand = Candidates.of(pre, sae.k, 1)
     one = torch.zeros(N, 1, dtype=torch.long, device=x.device)
     base = steered_masks(model, sae, layer, cand, one, 0.0, mode, batch_size).float().mean(0)  # (H,)

@@ -7,12 +7,13 @@ from dataclasses import dataclass
 
 import torch
 
+from headsteer.core.runtime import progress
 from headsteer.model import deterministic_mask
-from headsteer.runtime import progress
 from headsteer.steer.baselines import Curve
 from headsteer.steer.fit_cache import FitCache
 from headsteer.steer.fit_data import FitSplit
 from headsteer.steer.gate_fit import FitSettings
+from headsteer.steer.names import LabelSource
 from headsteer.steer.rival_judge import frontier
 from headsteer.steer.rivals import Policy, apply, fit_rival
 from headsteer.steer.uncertainty import Bootstrap
@@ -69,7 +70,7 @@ def rival_curves(policies: dict[str, list[Policy]], t: OnTest) -> dict[str, Curv
     """{rival: its policies scored on every test image, as a Curve over target usage}."""
     out = {}
     for name, ps in policies.items():
-        classes = t.classes[name.split(".", 1)[1]] if "." in name else t.classes["true"]
+        classes = t.classes[name.split(".", 1)[1]] if "." in name else t.classes[LabelSource.TRUE]
         scores = [t.score(apply(p, t.decide, t.x, classes)) for p in ps]
         out[name] = Curve.of("target", [p.target for p in ps], scores)
     return out

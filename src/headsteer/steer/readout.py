@@ -15,8 +15,9 @@ from pathlib import Path
 
 import torch
 
-from headsteer.io import read_tensors, write_tensors
+from headsteer.artifacts.io import read_tensors, write_tensors
 from headsteer.steer.learned import Codes, gate_directions, is_linear, mean_activation
+from headsteer.steer.names import Strategy
 
 
 @dataclass
@@ -90,8 +91,8 @@ def readout_record(ctx, sae, sets, alpha: float, path: Path) -> dict:
     codes = Codes.of(sae, ctx.decide, ctx.split.cls)
     r = gate_readout(ctx.decide, sae, codes, lat["freq_overall"], ctx.split.cls.float().mean(0), alpha)
     write_tensors(path, {**lat, **r.tensors()})
-    members = {"per_class": sets.per_class, "global": sets.global_, "random": sets.random_draws}
-    members |= {"per_class_specific": sets.per_class_specific, **sets.custom}
+    members = {Strategy.PER_CLASS: sets.per_class, Strategy.GLOBAL: sets.global_, Strategy.RANDOM: sets.random_draws}
+    members |= {Strategy.PER_CLASS_SPECIFIC: sets.per_class_specific, **sets.custom}
     return {
         "alpha": r.alpha,
         "linear": is_linear(ctx.decide),

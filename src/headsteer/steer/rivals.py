@@ -21,6 +21,7 @@ from headsteer.steer.fit_data import FitSplit
 from headsteer.steer.gate_fit import FitRecord, FitSettings, fit
 from headsteer.steer.group_threshold import search
 from headsteer.steer.holdout import HoldoutCheck
+from headsteer.steer.names import LabelSource
 
 RIVALS = ("per_head_threshold", "retrained_gate", "class_threshold")
 """Rival names (`steer.rivals`); `class_threshold` is fitted once per label source."""
@@ -73,7 +74,7 @@ def fit_grouped(decide, split: FitSplit, target: float, name: str, source: str |
     found = search(logits, groups, G, kept, lambda masks, pos: split.correct_rows(masks, rows[pos]))
     record = {"target": target, "moves": found.moves, "kept_pairs": kept}
     policy = Policy(name, target, {"shifts": found.shifts}, record)
-    masks = (apply(policy, decide, x, split.classes(source or "true")[rows].to(dev)) > 0).float().cpu()
+    masks = (apply(policy, decide, x, split.classes(source or LabelSource.TRUE)[rows].to(dev)) > 0).float().cpu()
     policy.record |= {"accuracy": split.correct_rows(masks, rows).mean().item(), "usage": masks.mean().item()}
     return policy
 

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import torch
 
-from headsteer.classwise import class_mean
-from headsteer.io import write_tensors
+from headsteer.artifacts.io import write_tensors
+from headsteer.core.classwise import class_mean
+from headsteer.steer.names import STRATEGY_NAMES, Strategy
 
-STRATEGIES = ("per_class", "global", "random", "per_class_specific")
+STRATEGIES = STRATEGY_NAMES
 
 
 @dataclass
@@ -54,12 +55,12 @@ class IndexSets:
     def get(self, strategy: str) -> torch.Tensor:
         if strategy in self.custom:
             return self.custom[strategy]
-        return self.global_ if strategy == "global" else getattr(self, strategy)
+        return self.global_ if strategy == Strategy.GLOBAL else getattr(self, strategy)
 
     @staticmethod
     def class_conditioned(strategy: str) -> bool:
         """Whether the strategy's set depends on the image's class (so on the label source)."""
-        return strategy in ("per_class", "per_class_specific")
+        return strategy in (Strategy.PER_CLASS, Strategy.PER_CLASS_SPECIFIC)
 
     def max_size(self) -> int:
         """The largest |S| of any strategy (steering candidates must cover it)."""
@@ -93,7 +94,7 @@ def index_sets(
     per_class = freqs.per_class.topk(size, dim=1).indices
     global_ = freqs.overall.topk(size).indices
     random = draw_random_sets(n, size, random_draws, seed)
-    lift = freqs.per_class / freqs.overall.clamp(min=1e-12)[None]  # (C, n)
+    lift = freqs.per_class / freqs.overall.clamp(min=1e-12)[None]  # (C, d_sae)
     eligible = freqs.per_class >= min_class_freq
     # eligible latents by lift first, then the rest by frequency (a score offset keeps the two apart)
     score = torch.where(eligible, lift + 1e6, freqs.per_class)

@@ -1,6 +1,6 @@
 """Eq. 5: amplify the SAE latents in S by a strength alpha, re-apply top-k, decode.
 
-The paper's Eq. 5 is garbled, so three readings are offered (DESIGN.md section 4):
+The paper's Eq. 5 is garbled, so three readings are offered (`headsteer.steer.names.Mode`):
 - `pre_topk` (default): u = W_enc^T (x - b_dec) + b_enc; u_i <- f u_i for i in S; z~ = TopK(u).
 - `post_topk`: z = TopK(u); z~_i = f z_i for i in S (the sparse code is rescaled, no re-selection).
 - `additive`: z~ = TopK(z + alpha * max_j(z_j) * 1_S), so latents outside the code can enter it.
@@ -22,8 +22,9 @@ from dataclasses import dataclass
 import torch
 
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer.names import MODE_NAMES, Mode
 
-MODES = ("pre_topk", "post_topk", "additive")
+MODES = MODE_NAMES
 
 
 def factor(alpha: float) -> float:
@@ -33,10 +34,10 @@ def factor(alpha: float) -> float:
 
 @dataclass
 class Candidates:
-    """What steering needs of the encoder pre-activations pre (B, n), computed once."""
+    """What steering needs of the encoder pre-activations pre (B, d_sae), computed once."""
 
     pre: torch.Tensor
-    """(B, n) encoder pre-activations."""
+    """(B, d_sae) encoder pre-activations."""
     values: torch.Tensor
     """(B, m) the m = k + |S| largest pre-activations, sorted (the unsteered code is the first k)."""
     indices: torch.Tensor
@@ -51,34 +52,41 @@ class Candidates:
         return cls(pre, values, indices)
 
 
-def _table(idx: torch.Tensor, n: int) -> torch.Tensor:
-    """(B, n) bool membership table of index rows idx (B, a): a scatter, then membership is a gather."""
-    return torch.zeros(idx.shape[0], n, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
+def _table(idx: torch.Tensor, d_sae: int) -> torch.Tensor:
+    """(B, d_sae) bool membership table of index rows idx (B, a): a scatter, then membership is a gather."""
+    return torch.zeros(idx.shape[0], d_sae, dtype=torch.bool, device=idx.device).scatter_(1, idx, True)
 
 
 def _additive(
-    c: Candidates, S: torch.Tensor, alpha: float, code_v: torch.Tensor, code_i: torch.Tensor, in_S: torch.Tensor
+    cand: Candidates,
+    set_idx: torch.Tensor,
+    alpha: float,
+    code_v: torch.Tensor,
+    code_i: torch.Tensor,
+    in_S: torch.Tensor,
 ):
     """TopK(z + alpha max(z) 1_S) with exact ties ranked by pre-activation (larger first), then index.
 
     Candidates: the code's k latents (sorted by pre-activation, as topk returns them) and the latents of
     S outside the code, which all get the same value alpha max(z), ordered here by (pre-activation
     desc, index asc). One stable sort by value then gives the dense reference's order.
-    code_v, code_i: (B, k) the unsteered code; in_S: (B, n) membership table of S."""
+    code_v, code_i: (B, k) the unsteered code; in_S: (B, d_sae) membership table of S."""
     k = code_i.shape[1]
     add = alpha * code_v.max(dim=-1, keepdim=True).values  # (B, 1)
-    S_asc = S.sort(dim=1).values
-    S_ord = S_asc.gather(1, c.pre.gather(1, S_asc).argsort(dim=1, descending=True, stable=True))
-    in_code = _table(code_i, c.pre.shape[1]).gather(1, S_ord)  # (B, |S|)
+    set_asc = set_idx.sort(dim=1).values
+    set_ord = set_asc.gather(1, cand.pre.gather(1, set_asc).argsort(dim=1, descending=True, stable=True))
+    in_code = _table(code_i, cand.pre.shape[1]).gather(1, set_ord)  # (B, |S|)
     values = torch.cat(
-        [code_v + add * in_S.gather(1, code_i), add.expand_as(S_ord).masked_fill(in_code, float("-inf"))], 1
+        [code_v + add * in_S.gather(1, code_i), add.expand_as(set_ord).masked_fill(in_code, float("-inf"))], 1
     )
     pos = values.argsort(dim=1, descending=True, stable=True)[:, :k]
-    return values.gather(1, pos).relu(), torch.cat([code_i, S_ord], 1).gather(1, pos)
+    return values.gather(1, pos).relu(), torch.cat([code_i, set_ord], 1).gather(1, pos)
 
 
-def steer_sparse(c: Candidates, S: torch.Tensor, alpha: float, mode: str, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The steered code as (values (B, k), indices (B, k)), for index sets S (B, |S|) of each row.
+def steer_sparse(
+    cand: Candidates, set_idx: torch.Tensor, alpha: float, mode: str, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The steered code as (values (B, k), indices (B, k)), for the latents S of each row, set_idx (B, |S|).
 
     `additive` with alpha > 1 gives every latent of S a value above every latent outside it, so with
     |S| >= k the code holds only latents of S (the rest is erased); ties among them go to the larger
@@ -86,38 +94,39 @@ def steer_sparse(c: Candidates, S: torch.Tensor, alpha: float, mode: str, k: int
     """
     if mode not in MODES:
         raise ValueError(f"unknown steering mode {mode!r}; choose one of {MODES}")
-    f, in_S = factor(alpha), _table(S, c.pre.shape[1])  # (B, n)
-    if mode == "pre_topk":
-        others = c.values.masked_fill(in_S.gather(1, c.indices), float("-inf"))  # S is rescaled: taken apart
-        vals, pos = torch.cat([others, f * c.pre.gather(1, S)], 1).topk(k, dim=-1)
-        return vals.relu(), torch.cat([c.indices, S], 1).gather(1, pos)
-    code_v, code_i = c.values[:, :k].relu(), c.indices[:, :k]
-    if mode == "post_topk":
+    f, in_S = factor(alpha), _table(set_idx, cand.pre.shape[1])  # (B, d_sae)
+    if mode == Mode.PRE_TOPK:
+        others = cand.values.masked_fill(in_S.gather(1, cand.indices), float("-inf"))  # S is rescaled: taken apart
+        vals, pos = torch.cat([others, f * cand.pre.gather(1, set_idx)], 1).topk(k, dim=-1)
+        return vals.relu(), torch.cat([cand.indices, set_idx], 1).gather(1, pos)
+    code_v, code_i = cand.values[:, :k].relu(), cand.indices[:, :k]
+    if mode == Mode.POST_TOPK:
         return torch.where(in_S.gather(1, code_i), f * code_v, code_v), code_i
     if alpha == 0:
         return code_v, code_i
-    return _additive(c, S, alpha, code_v, code_i, in_S)
+    return _additive(cand, set_idx, alpha, code_v, code_i, in_S)
 
 
-def _per_set_size(pre: torch.Tensor, S: torch.Tensor, alpha: float, mode: str, k: int):
-    """Sparse steered codes (values, indices), each (B, k), for bool masks S (B, n) whose rows may hold
+def _per_set_size(pre: torch.Tensor, in_set: torch.Tensor, alpha: float, mode: str, k: int):
+    """Sparse steered codes (values, indices), each (B, k), for bool masks in_set (B, d_sae) whose rows may hold
     different numbers of latents: rows are steered in groups of equal |S|."""
-    counts = S.sum(1)
+    counts = in_set.sum(1)
     values = pre.new_zeros(pre.shape[0], k)
     indices = torch.zeros(pre.shape[0], k, dtype=torch.long, device=pre.device)
-    for c in counts.unique().tolist():
-        rows = (counts == c).nonzero().squeeze(1)
-        idx_S = S[rows].nonzero()[:, 1].view(rows.numel(), c)  # (r, c), row-major order kept
-        values[rows], indices[rows] = steer_sparse(Candidates.of(pre[rows], k, c), idx_S, alpha, mode, k)
+    for size in counts.unique().tolist():
+        rows = (counts == size).nonzero().squeeze(1)
+        set_idx = in_set[rows].nonzero()[:, 1].view(rows.numel(), size)  # (r, size), row-major order kept
+        values[rows], indices[rows] = steer_sparse(Candidates.of(pre[rows], k, size), set_idx, alpha, mode, k)
     return values, indices
 
 
-def steer_codes(pre_acts: torch.Tensor, S: torch.Tensor, alpha: float, mode: str, k: int) -> torch.Tensor:
-    """pre_acts: (B, n); S: (B, n) bool; returns the dense steered code z~ (B, n) (small inputs, tests)."""
-    vals, idx = _per_set_size(pre_acts, S, alpha, mode, k)
+def steer_codes(pre_acts: torch.Tensor, in_set: torch.Tensor, alpha: float, mode: str, k: int) -> torch.Tensor:
+    """pre_acts: (B, d_sae); in_set: (B, d_sae) bool, the latents S of each row; returns the dense steered
+    code z~ (B, d_sae) (small inputs, tests)."""
+    vals, idx = _per_set_size(pre_acts, in_set, alpha, mode, k)
     return torch.zeros_like(pre_acts).scatter_(-1, idx, vals)
 
 
-def steer(sae: TopKSAE, x: torch.Tensor, S: torch.Tensor, alpha: float, mode: str) -> torch.Tensor:
-    """Steered embedding x~ = W_dec^T z~ + b_dec for inputs x (B, d_in); S: (B, n) bool."""
-    return sae.decode_sparse(*_per_set_size(sae.pre_acts(x), S, alpha, mode, sae.k))
+def steer(sae: TopKSAE, x: torch.Tensor, in_set: torch.Tensor, alpha: float, mode: str) -> torch.Tensor:
+    """Steered embedding x~ = W_dec^T z~ + b_dec for inputs x (B, d_in); in_set: (B, d_sae) bool."""
+    return sae.decode_sparse(*_per_set_size(sae.pre_acts(x), in_set, alpha, mode, sae.k))

@@ -15,6 +15,7 @@ from headsteer.steer.fit_cache import FitCache
 from headsteer.steer.gate_fit import FitSettings
 from headsteer.steer.learned import Codes, named, strength_logits
 from headsteer.steer.learned_fit import LearnedProblem, PathPoint, choose, sparsity_paths
+from headsteer.steer.names import Strategy
 from headsteer.steer.practitioner import OnTest
 from headsteer.steer.rival_judge import frontier
 from headsteer.steer.uncertainty import Bootstrap
@@ -38,7 +39,7 @@ def variant_names(learned: list[str], label_sources: list[str]) -> list[str]:
     """'global' and 'per_class.<source>' for each label source, as configured."""
     out = []
     for name in learned:
-        out += [f"per_class.{s}" for s in label_sources] if name == "per_class" else [name]
+        out += [f"per_class.{s}" for s in label_sources] if name == Strategy.PER_CLASS else [name]
     return out
 
 

@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import torch
 
-from headsteer.classwise import class_mean
+from headsteer.core.classwise import class_mean
+from headsteer.steer.names import Strategy
 from headsteer.steer.stats import IndexSets, class_overlap, iou, overlap_frac
 from headsteer.steer.sweep import SweepResult
 from headsteer.steer.uncertainty import Bootstrap
@@ -67,7 +68,7 @@ def _distinct_columns(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def per_class_cis(res: SweepResult, mode: str, boot: Bootstrap, labels: torch.Tensor, C: int) -> torch.Tensor:
-    """(Ls, S, 2, A, C, 2) float32: the 95 % CI [lo, hi] of each class's change against alpha = 0, per label
+    """(Ls, St, 2, A, C, 2) float32: the 95 % CI [lo, hi] of each class's change against alpha = 0, per label
     source, strategy, metric (METRICS) and alpha of `mode`, paired over the class's test images (zeros for
     a class without test images). Alphas whose resampled means are equal share one interval, computed
     once (the same numbers as one interval per alpha): a class of few images has few distinct columns,
@@ -98,7 +99,7 @@ BAND_DRAWS = 40
 def random_band(res: SweepResult, mode: str) -> dict | None:
     """Mean and band over the random draws, per alpha: the 2.5-97.5 % band with at least BAND_DRAWS draws,
     else the range over the draws (percentiles of a few draws are not a 95 % band); None without random sets."""
-    if "random" not in res.grid.strategies or res.draw_accuracy.shape[-1] == 0:
+    if Strategy.RANDOM not in res.grid.strategies or res.draw_accuracy.shape[-1] == 0:
         return None
     mi = res.grid.modes.index(mode)
     R = res.draw_accuracy.shape[-1]

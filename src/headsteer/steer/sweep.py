@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 
 import torch
 
-from headsteer.activations import Activations
-from headsteer.classwise import class_mean
+from headsteer.artifacts.activations import Activations
+from headsteer.core.classwise import class_mean
+from headsteer.core.runtime import progress
 from headsteer.model import AdaViT, deterministic_mask
-from headsteer.runtime import progress
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer.names import LabelSource, Strategy
 from headsteer.steer.reach import Reach, ReachSettings, reach
 from headsteer.steer.stats import IndexSets
 from headsteer.steer.steering import Candidates, steer_sparse
@@ -79,27 +80,27 @@ class SweepGrid:
 
 @dataclass
 class SweepResult:
-    """Every array is indexed [mode, label_source, strategy, alpha, ...]."""
+    """Every array is indexed [mode, label_source, strategy, alpha, ...], axes (M, Ls, St, A, ...)."""
 
     grid: SweepGrid
     accuracy: torch.Tensor
-    """(M, Ls, S, A)."""
+    """(M, Ls, St, A)."""
     usage_layer: torch.Tensor
-    """(M, Ls, S, A) head usage of the steered layer."""
+    """(M, Ls, St, A) head usage of the steered layer."""
     usage_overall: torch.Tensor
-    """(M, Ls, S, A) head usage over all pruned layers."""
+    """(M, Ls, St, A) head usage over all pruned layers."""
     per_class_accuracy: torch.Tensor
-    """(M, Ls, S, A, C)."""
+    """(M, Ls, St, A, C)."""
     per_class_usage: torch.Tensor
-    """(M, Ls, S, A, C) steered-layer usage per true class."""
+    """(M, Ls, St, A, C) steered-layer usage per true class."""
     per_class_head: torch.Tensor
-    """(M, Ls, S, A, C, H) keep rate of each head of the steered layer per true class."""
+    """(M, Ls, St, A, C, H) keep rate of each head of the steered layer per true class."""
     sample_correct: torch.Tensor
-    """(M, Ls, S, A, N) per-image correctness (the mean over draws for random sets)."""
+    """(M, Ls, St, A, N) per-image correctness (the mean over draws for random sets)."""
     sample_usage: torch.Tensor
-    """(M, Ls, S, A, N) per-image steered-layer usage."""
+    """(M, Ls, St, A, N) per-image steered-layer usage."""
     sample_heads: torch.Tensor
-    """(M, Ls, S, A, N, H) float16 per-image steered-layer masks (mean over draws for random sets)."""
+    """(M, Ls, St, A, N, H) float16 per-image steered-layer masks (mean over draws for random sets)."""
     draw_accuracy: torch.Tensor
     """(M, A, R) accuracy of each random draw (the `random` strategy's points average them)."""
     draw_usage: torch.Tensor
@@ -108,21 +109,22 @@ class SweepResult:
     """(mode, label source, strategy) index -> the points walked past the grid (empty without reach)."""
 
     @classmethod
-    def empty(cls, grid: SweepGrid, n: int, num_classes: int, num_heads: int, draws: int) -> "SweepResult":
-        shape, ma = grid.shape, (len(grid.modes), len(grid.alphas), draws)
+    def empty(cls, grid: SweepGrid, images: int, num_classes: int, num_heads: int, draws: int) -> "SweepResult":
+        """Zeros of every shape: `images` test rows N, C classes, H heads, R random draws."""
+        shape, ma = grid.shape, (len(grid.modes), len(grid.alphas), draws)  # (M, Ls, St, A), (M, A, R)
         return cls(
-            grid,
-            torch.zeros(shape),
-            torch.zeros(shape),
-            torch.zeros(shape),
-            torch.zeros(*shape, num_classes),
-            torch.zeros(*shape, num_classes),
-            torch.zeros(*shape, num_classes, num_heads),
-            torch.zeros(*shape, n),
-            torch.zeros(*shape, n),
-            torch.zeros(*shape, n, num_heads, dtype=torch.float16),
-            torch.zeros(ma),
-            torch.zeros(ma),
+            grid=grid,
+            accuracy=torch.zeros(shape),
+            usage_layer=torch.zeros(shape),
+            usage_overall=torch.zeros(shape),
+            per_class_accuracy=torch.zeros(*shape, num_classes),
+            per_class_usage=torch.zeros(*shape, num_classes),
+            per_class_head=torch.zeros(*shape, num_classes, num_heads),
+            sample_correct=torch.zeros(*shape, images),
+            sample_usage=torch.zeros(*shape, images),
+            sample_heads=torch.zeros(*shape, images, num_heads, dtype=torch.float16),
+            draw_accuracy=torch.zeros(ma),
+            draw_usage=torch.zeros(ma),
         )
 
     def record(self, ix: tuple, s: PointScores, labels: torch.Tensor) -> None:
@@ -172,24 +174,31 @@ class CellPoints:
 
 @torch.inference_mode()
 def steered_masks(
-    model: AdaViT, sae: TopKSAE, layer: int, cand: Candidates, S: torch.Tensor, alpha: float, mode: str, batch_size: int
+    model: AdaViT,
+    sae: TopKSAE,
+    layer: int,
+    cand: Candidates,
+    set_idx: torch.Tensor,
+    alpha: float,
+    mode: str,
+    batch_size: int,
 ) -> torch.Tensor:
     """(N, H) eval masks of layer l when its decision network reads the steered embedding.
 
-    cand: the SAE pre-activations of the layer's CLS and their top candidates; S: (N, |S|) latent indices."""
-    decide, N = model.decisions[str(layer)], S.shape[0]
-    S = S.to(cand.pre.device)
+    cand: the SAE pre-activations of the layer's CLS and their top candidates; set_idx: (N, |S|) latent indices."""
+    decide, N = model.decisions[str(layer)], set_idx.shape[0]
+    set_idx = set_idx.to(cand.pre.device)
     out = []
     for lo in range(0, N, batch_size):
         sl = slice(lo, min(N, lo + batch_size))
-        x_tilde = sae.decode_sparse(*steer_sparse(cand.rows(sl), S[sl], alpha, mode, sae.k))
+        x_tilde = sae.decode_sparse(*steer_sparse(cand.rows(sl), set_idx[sl], alpha, mode, sae.k))
         out.append(deterministic_mask(decide(x_tilde)))
     return torch.cat(out)
 
 
 def strategy_sets(sets: IndexSets, strategy: str, classes: torch.Tensor, draws: int) -> list[torch.Tensor]:
     """The (N, |S|) latent indices of a strategy: one per random draw for `random`, else one."""
-    if strategy != "random":
+    if strategy != Strategy.RANDOM:
         return [sets.indices(strategy, classes)]
     return [sets.indices_of(sets.random_draws[r], classes) for r in range(draws)]
 
@@ -211,8 +220,10 @@ class CellRun:
     def draws(self, alpha: float) -> list[PointScores]:
         layer = self.scorer.layer
         return [
-            self.scorer(steered_masks(self.model, self.sae, layer, self.cand, S, alpha, self.mode, self.batch_size))
-            for S in self.index_sets
+            self.scorer(
+                steered_masks(self.model, self.sae, layer, self.cand, set_idx, alpha, self.mode, self.batch_size)
+            )
+            for set_idx in self.index_sets
         ]
 
     def __call__(self, alpha: float) -> PointScores:
@@ -232,22 +243,33 @@ def run_sweep(
 ) -> SweepResult:
     """Every point of `grid` on the test rows (CLS entering layer l, labels, unsteered predictions); with
     `reach_settings`, every cell also walks past both ends of the grid until its usage saturates."""
-    draws = min(random_draws, len(sets.random_draws)) if "random" in grid.strategies else 0
+    draws = min(random_draws, len(sets.random_draws)) if Strategy.RANDOM in grid.strategies else 0
     res = SweepResult.empty(grid, len(test), int(sets.per_class.shape[0]), model.num_heads, draws)  # plain tensors
     with torch.inference_mode():
         _fill(res, model, sae, scorer, test, sets, batch_size, draws, reach_settings)
     return res
 
 
-def _fill(res: SweepResult, model, sae, scorer: Scorer, test: Activations, sets: IndexSets, batch_size, draws, rs):
+def _fill(
+    res: SweepResult,
+    model: AdaViT,
+    sae: TopKSAE,
+    scorer: Scorer,
+    test: Activations,
+    sets: IndexSets,
+    batch_size: int,
+    draws: int,
+    reach_settings: ReachSettings | None,
+) -> None:
+    """Every cell of `res.grid` into `res` (a class-free strategy's points serve every label source)."""
     grid = res.grid
-    pre = torch.cat([sae.pre_acts(xb) for xb in test.cls.to(sae.W_dec.device).split(batch_size)])  # (N, n)
+    pre = torch.cat([sae.pre_acts(xb) for xb in test.cls.to(sae.W_dec.device).split(batch_size)])  # (N, d_sae)
     cand = Candidates.of(pre, sae.k, sets.max_size())  # independent of alpha and of S
     shared: dict[tuple, tuple] = {}  # class-free strategies do not depend on the label source
     bar = progress(total=res.accuracy.numel(), desc="steering sweep")
     for mi, mode in enumerate(grid.modes):
         for li, source in enumerate(grid.label_sources):
-            classes = test.labels if source == "true" else test.predictions
+            classes = test.labels if source == LabelSource.TRUE else test.predictions
             for si, strategy in enumerate(grid.strategies):
                 key = (mode, source, strategy) if sets.class_conditioned(strategy) else (mode, strategy)
                 if key not in shared:
@@ -258,7 +280,7 @@ def _fill(res: SweepResult, model, sae, scorer: Scorer, test: Activations, sets:
                         _grid_point(res, cell, mi, ai, alpha, strategy, bar) for ai, alpha in enumerate(grid.alphas)
                     ]
                     usage = [p.usage.mean().item() for p in points]
-                    walked = reach(cell, grid.alphas, usage, rs) if rs is not None else Reach()
+                    walked = reach(cell, grid.alphas, usage, reach_settings) if reach_settings else Reach()
                     shared[key] = (points, walked)
                 points, res.reaches[(mi, li, si)] = shared[key]
                 for ai, point in enumerate(points):
@@ -271,7 +293,7 @@ def _fill(res: SweepResult, model, sae, scorer: Scorer, test: Activations, sets:
 def _grid_point(res: SweepResult, cell: CellRun, mi: int, ai: int, alpha: float, strategy: str, bar) -> PointScores:
     """One grid point of a cell; the random strategy also records each draw's accuracy and usage."""
     scores = cell.draws(alpha)
-    if strategy == "random":
+    if strategy == Strategy.RANDOM:
         res.draw_accuracy[mi, ai] = torch.stack([s.correct.mean() for s in scores])
         res.draw_usage[mi, ai] = torch.stack([s.usage.mean() for s in scores])
     bar.update(1)

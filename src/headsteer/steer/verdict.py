@@ -28,28 +28,31 @@ from typing import Optional
 import numpy as np
 import torch
 
+from headsteer.steer.names import CALL_NAMES, Call
 from headsteer.steer.uncertainty import Bootstrap
 
 LEVELS = 21
 """Usage levels at which the two curves are compared."""
 MIN_RANGE = 0.02
 """Shared usage ranges narrower than this are 'range too narrow'."""
-CALLS = ("beats", "loses", "matches", "inconclusive", "borderline", "range too narrow")
+CALLS = CALL_NAMES
 VERBS = {
-    "beats": "beats",
-    "loses": "loses to",
-    "matches": "matches",
-    "inconclusive": "is inconclusive against",
-    "borderline": "is borderline against",
-    "range too narrow": "shares too narrow a usage range with",
+    Call.BEATS: Call.BEATS.value,
+    Call.LOSES: "loses to",
+    Call.MATCHES: Call.MATCHES.value,
+    Call.INCONCLUSIVE: "is inconclusive against",
+    Call.BORDERLINE: "is borderline against",
+    Call.RANGE_TOO_NARROW: "shares too narrow a usage range with",
 }
 """Each call as the verb of '<strategy> <verb> the <baseline> baseline'."""
 
 
 @dataclass
 class Comparison:
-    call: str
-    """One of CALLS (module docstring)."""
+    """One strategy against one baseline at equal head usage (a verdict's record in results.json)."""
+
+    call: Call
+    """The call (module docstring); written as its name."""
     delta: Optional[float]
     """Mean accuracy difference (strategy - baseline) at equal usage, a fraction; None without a shared range."""
     ci: Optional[list[float]]
@@ -104,14 +107,14 @@ def decide(ci: list[float], mc: list[float], stake_pts: float, floor_pts: float)
     """The call of a comparison from its CI, the CI bounds' MC errors and what was at stake (module docstring)."""
     lo, hi = ci
     if any(abs(b) <= e for b, e in zip(ci, mc, strict=True)):
-        return "borderline"
+        return Call.BORDERLINE
     if lo > 0:
-        return "beats"
+        return Call.BEATS
     if hi < 0:
-        return "loses"
+        return Call.LOSES
     if stake_pts < max(floor_pts, 100 * (hi - lo) / 2):
-        return "inconclusive"
-    return "matches"
+        return Call.INCONCLUSIVE
+    return Call.MATCHES
 
 
 def compare(
@@ -134,7 +137,7 @@ def compare(
         "baseline_range": [float(means[2].min()), float(means[2].max())],
     }
     if hi - lo < MIN_RANGE:
-        return Comparison("range too narrow", None, None, None, None, **ranges)
+        return Comparison(call=Call.RANGE_TOO_NARROW, delta=None, ci=None, ci_mc_error=None, usage_range=None, **ranges)
     levels = np.linspace(lo, hi, LEVELS)
     delta = mean_gap(*means, levels)
     resampled = [boot.means(x).numpy() for x in (u_s, c_s, u_b, c_b)]  # (B, P) each
@@ -161,7 +164,7 @@ def low_usage_limit(usage: np.ndarray, accuracy: np.ndarray, ref_usage: float, r
 
 def sentence(strategy: str, baseline: str, c: Comparison) -> str:
     """The verdict in one sentence, accuracy differences in points, with what was at stake."""
-    if c.call == "range too narrow":
+    if c.call == Call.RANGE_TOO_NARROW:
         s, b = c.strategy_range, c.baseline_range
         return (
             f"{strategy} vs the {baseline} baseline: usage range too narrow (< {MIN_RANGE}) to compare "
@@ -174,7 +177,7 @@ def sentence(strategy: str, baseline: str, c: Comparison) -> str:
     )
     verb = VERBS[c.call]
     tail = {
-        "inconclusive": ": little accuracy at stake in the shared range",
-        "borderline": ": a CI bound lies within its Monte Carlo error of 0",
+        Call.INCONCLUSIVE: ": little accuracy at stake in the shared range",
+        Call.BORDERLINE: ": a CI bound lies within its Monte Carlo error of 0",
     }.get(c.call, "")
     return f"{strategy} {verb} the {baseline} baseline{tail}: {numbers}."

@@ -2,7 +2,7 @@
 
 Each value is checked once, in its section's ``__post_init__`` (values that depend on the model, such
 as a layer index or k against d_sae, are checked where the model is known). Reading YAML and
-``key.sub=value`` overrides into these classes is ``headsteer.config_loader``.
+``key.sub=value`` overrides into these classes is ``headsteer.config.loader``.
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional, Union
 
-from headsteer.config_checks import check_dataset_settings, check_ranges
-from headsteer.config_steer import SteerConfig
-from headsteer.errors import HeadsteerError
+from headsteer.config.checks import check_dataset_settings, check_ranges
+from headsteer.config.steer import SteerConfig
+from headsteer.core.errors import HeadsteerError
 
 __all__ = ["DataConfig", "ModelConfig", "PruneConfig", "ExtractConfig", "SAEConfig", "SteerConfig", "RunConfig"]
 

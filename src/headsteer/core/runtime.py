@@ -17,8 +17,8 @@ from typing import Iterable, Iterator, Optional
 import torch
 from tqdm.auto import tqdm
 
-from headsteer import distributed
-from headsteer.errors import HeadsteerError
+from headsteer.core import distributed
+from headsteer.core.errors import HeadsteerError
 
 LOG_EVERY_S = 30.0
 """Seconds between progress lines when the output is not a terminal."""

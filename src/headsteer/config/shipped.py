@@ -11,7 +11,7 @@ import tempfile
 from importlib import resources
 from pathlib import Path
 
-from headsteer.errors import HeadsteerError, write_error
+from headsteer.core.errors import HeadsteerError, write_error
 
 
 def folder() -> Path:

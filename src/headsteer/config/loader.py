@@ -2,7 +2,7 @@
 
 ``load_config`` turns a YAML file plus overrides into a validated ``RunConfig``; any unknown key or
 wrong type raises ``HeadsteerError`` naming the key and the fix (range checks are the dataclasses',
-`headsteer.config_checks`). The YAML is read strictly: a key given twice in one mapping (which plain
+`headsteer.config.checks`). The YAML is read strictly: a key given twice in one mapping (which plain
 YAML loaders settle by keeping the last, silently), an empty file and a file that is not a mapping of
 sections are refused. Paths in a config (`data.root`, `model.pretrained_file`) are relative to the
 current directory; they are made absolute here, so a run folder records where its data really was.
@@ -19,9 +19,9 @@ from typing import Any, Literal
 
 import yaml
 
-from headsteer import shipped
-from headsteer.config import RunConfig
-from headsteer.errors import HeadsteerError
+from headsteer.config import shipped
+from headsteer.config.sections import RunConfig
+from headsteer.core.errors import HeadsteerError
 
 
 def type_name(tp: Any) -> str:

@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from headsteer.config import RunConfig
-from headsteer.config_loader import type_name
+from headsteer.config.loader import type_name
+from headsteer.config.sections import RunConfig
 
 WRAP = 100
 """Width of the comment lines that `config_yaml(..., keys=True)` writes."""

@@ -6,25 +6,32 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal, Optional
 
-from headsteer.config_checks import check_ranges
-from headsteer.errors import HeadsteerError
+from headsteer.config.checks import check_ranges
+from headsteer.core.errors import HeadsteerError
+from headsteer.steer.names import (
+    LABEL_SOURCE_NAMES,
+    LEARNED_NAMES,
+    MODE_NAMES,
+    STRATEGY_NAMES,
+    LabelSourceName,
+    LearnedName,
+    Mode,
+    ModeName,
+    StrategyName,
+)
 
 
 @dataclass
 class SteerConfig:
     """The steered layer is the one the SAE was trained on (extract.layer; paper: the last)."""
 
-    mode: Literal["pre_topk", "post_topk", "additive"] = "pre_topk"
+    mode: ModeName = Mode.PRE_TOPK.value
     """Reading of Eq. 5 used for the headline figures (all `modes` are swept)."""
-    modes: list[Literal["pre_topk", "post_topk", "additive"]] = field(
-        default_factory=lambda: ["pre_topk", "post_topk", "additive"]
-    )
+    modes: list[ModeName] = field(default_factory=lambda: list(MODE_NAMES))
     """Readings of Eq. 5 to sweep (the comparison figure shows each)."""
-    strategies: list[Literal["per_class", "global", "random", "per_class_specific"]] = field(
-        default_factory=lambda: ["per_class", "global", "random", "per_class_specific"]
-    )
+    strategies: list[StrategyName] = field(default_factory=lambda: list(STRATEGY_NAMES))
     """Index-set strategies to sweep."""
-    label_sources: list[Literal["true", "predicted"]] = field(default_factory=lambda: ["true", "predicted"])
+    label_sources: list[LabelSourceName] = field(default_factory=lambda: list(LABEL_SOURCE_NAMES))
     """Class used by class-conditioned strategies: the true label (paper, an oracle) or the unsteered
     model's prediction (deployable)."""
     alpha_min: float = -1.5
@@ -103,7 +110,7 @@ class SteerConfig:
     """Weight of the usage term pulling a gradient fit toward its target usage."""
     low_usage_max: float = 0.15
     """Each rival is also judged against the threshold below this steered-layer usage (where heads matter)."""
-    learned: list[Literal["global", "per_class"]] = field(default_factory=lambda: ["global", "per_class"])
+    learned: list[LearnedName] = field(default_factory=lambda: list(LEARNED_NAMES))
     """Learned latent strengths to fit: one strength per latent, and one per class and latent (for each label
     source). Empty: none."""
     learned_l1: float = 1.0e-2
@@ -138,7 +145,7 @@ class SteerConfig:
         if self.mode not in self.modes:
             raise HeadsteerError(f"steer.mode={self.mode!r} is not in steer.modes={self.modes}; add it")
         for name, ids in self.custom_sets.items():
-            if name in ("per_class", "global", "random", "per_class_specific"):
+            if name in STRATEGY_NAMES:
                 raise HeadsteerError(
                     f"steer.custom_sets.{name}: {name!r} is a built-in strategy; name the set otherwise"
                 )

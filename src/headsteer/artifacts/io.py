@@ -1,5 +1,5 @@
 """Artifacts on disk: JSON, text and safetensors serialised in memory and written through the one
-writer (`headsteer.atomic.write_bytes`: temp file, fsync, rename), and training checkpoints. Our
+writer (`headsteer.artifacts.atomic.write_bytes`: temp file, fsync, rename), and training checkpoints. Our
 artifacts hold no pickles.
 
 Every .safetensors file written here carries a blake2b digest of its tensor data in its metadata
@@ -20,9 +20,9 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load, save
 
-from headsteer.atomic import write_bytes
-from headsteer.errors import HeadsteerError
-from headsteer.finite import first_nonfinite
+from headsteer.artifacts.atomic import write_bytes
+from headsteer.core.errors import HeadsteerError
+from headsteer.core.finite import first_nonfinite
 
 DIGEST_KEY = "headsteer_blake2b"
 """Metadata key of the blake2b digest of a .safetensors file's tensor data."""

@@ -1,22 +1,20 @@
 """Which files in a stage folder headsteer wrote: the folder's marker, which is also its manifest.
 
 A stage folder carries `.headsteer-manifest`, written when headsteer creates (or adopts) the folder.
-While a stage runs inside `recording(folder)`, every artifact the one writer (`headsteer.io`) puts
-under that folder is appended to the manifest, by its path relative to the folder, BEFORE the file
+While a stage runs inside `recording(folder)`, every artifact the atomic writer (`headsteer.artifacts.atomic`)
+puts under that folder is appended to the manifest, by its path relative to the folder, BEFORE the file
 itself is written; so the manifest lists everything headsteer may have left there. Cleaning a stage
-(`--force`, a damaged artifact) removes only listed files; files someone else put there stay.
+(`--force`, a damaged artifact) removes only listed files; files someone else put there stay. The marker
+itself is written through `atomic` too (created whole, then appended one fsynced line at a time).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Iterator
-
-from headsteer.errors import write_error
 
 MARKER = ".headsteer-manifest"
 HEADER = "# headsteer stage folder: files headsteer wrote here (one per line, relative to this folder)\n"
@@ -34,13 +32,9 @@ def create(folder: Path) -> None:
     """Mark `folder` as a headsteer stage folder (keeps the list when the marker exists already)."""
     path = Path(folder) / MARKER
     if not path.is_file():
-        try:
-            with open(path, "w", encoding="utf-8") as f:
-                f.write(HEADER)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as exc:
-            raise write_error(exc, path) from None
+        from headsteer.artifacts import atomic  # here: atomic imports this module
+
+        atomic.write_bytes(path, HEADER.encode("utf-8"))
 
 
 def listed(folder: Path) -> list[str]:
@@ -81,7 +75,6 @@ def note(path: Path) -> None:
         if rel in seen:
             return
         seen.add(rel)
-        with open(folder / MARKER, "a", encoding="utf-8") as f:
-            f.write(rel + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        from headsteer.artifacts import atomic  # here: atomic imports this module
+
+        atomic.append_line(folder / MARKER, rel)

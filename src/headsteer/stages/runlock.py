@@ -14,8 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from headsteer.atomic import make_folder
-from headsteer.errors import HeadsteerError, write_error
+from headsteer.artifacts.atomic import make_folder
+from headsteer.core.errors import HeadsteerError, write_error
 
 LOCK_NAME = ".lock"
 

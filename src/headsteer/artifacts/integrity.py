@@ -15,9 +15,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from headsteer import manifest
-from headsteer.errors import HeadsteerError
-from headsteer.io import file_digest, read_json
+from headsteer.artifacts import manifest
+from headsteer.artifacts.io import file_digest, read_json
+from headsteer.core.errors import HeadsteerError
 
 STAGES = ["prune", "extract", "sae", "steer", "report"]
 BOOKKEEPING = ("config.json", "done.json")

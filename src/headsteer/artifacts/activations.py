@@ -13,8 +13,8 @@ from pathlib import Path
 
 import torch
 
-from headsteer.errors import HeadsteerError
-from headsteer.io import read_json, read_tensors, write_json, write_tensors
+from headsteer.artifacts.io import read_json, read_tensors, write_json, write_tensors
+from headsteer.core.errors import HeadsteerError
 
 KEYS = ("cls", "labels", "predictions", "masks")
 

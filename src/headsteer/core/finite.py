@@ -6,7 +6,7 @@ from typing import Iterable
 
 import torch
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 
 def first_nonfinite(named: Iterable[tuple[str, torch.Tensor]]) -> str | None:

@@ -29,8 +29,8 @@ from typing import Any
 import timm
 import torch
 
+from headsteer.artifacts.io import git_sha, write_json
 from headsteer.config import ModelConfig
-from headsteer.io import git_sha, write_json
 from headsteer.model import build_model
 
 GEOMETRIES: dict[str, dict[str, Any]] = {

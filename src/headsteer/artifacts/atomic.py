@@ -1,4 +1,4 @@
-"""The one writer of every file headsteer produces.
+"""The one writer of every file headsteer produces (the run folder's lock file aside: `stages.runlock`).
 
 `write_bytes` takes content already serialised in memory, writes it to a temp file with a unique
 name (`.<name>.<pid>.<random>.tmp`) in the same folder, fsyncs it and renames it into place: a crash
@@ -16,8 +16,8 @@ import re
 import secrets
 from pathlib import Path
 
-from headsteer import manifest
-from headsteer.errors import HeadsteerError, write_error
+from headsteer.artifacts import manifest
+from headsteer.core.errors import HeadsteerError, write_error
 
 
 def _temp_pattern(path: Path) -> re.Pattern:
@@ -68,6 +68,17 @@ def make_folder(folder: Path) -> None:
             f"cannot create the run folder {folder} ({exc.strerror or exc}); "
             "choose another --out (or `out=` in the config)"
         ) from None
+
+
+def append_line(path: Path, line: str) -> None:
+    """Append `line` and a newline to `path`, fsynced (the manifest's log: a crash leaves earlier lines whole)."""
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as exc:
+        raise write_error(exc, path) from None
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

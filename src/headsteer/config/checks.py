@@ -10,7 +10,7 @@ import dataclasses
 import math
 from typing import Any
 
-from headsteer.errors import HeadsteerError
+from headsteer.core.errors import HeadsteerError
 
 ALL = ("[1, inf)", "all")
 DEFAULT = ("[1, inf)", "the architecture's default")
