@@ -56,7 +56,7 @@ def test_sparsity_path_picks_the_driving_latent_at_m_1():
     G = gate_directions(decide, sae, x.mean(0))
     p = LearnedProblem(sae, decide, split, codes, None, 1, G, pushes(codes, G))
     target = right[~split.holdout].mean().item()
-    path = sparsity_paths(p, [target], FitSettings(steps=200, lr=0.1), 1e-2, [1, 2])[0]
+    path = sparsity_paths(p, [target], FitSettings(steps=200, lr=0.1, usage_weight=20.0), 1e-2, [1, 2])[0]
     m1 = path[1]
     assert m1.m == 1 and m1.alpha[0].nonzero().flatten().tolist() == [star]
     assert m1.holdout_accuracy > 0.95

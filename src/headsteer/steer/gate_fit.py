@@ -32,11 +32,11 @@ from headsteer.steer.tails import trainable
 class FitSettings:
     """How every policy is fitted (the `steer.fit_*` settings)."""
 
-    steps: int = 300
+    steps: int
     """Optimizer steps per fit."""
-    lr: float = 0.05
+    lr: float
     """Adam learning rate."""
-    usage_weight: float = 20.0
+    usage_weight: float
     """w: weight of the usage term (squared in the exact objective, absolute in the Gumbel one)."""
     tau: float = 5.0
     """Gumbel-Sigmoid temperature (more than MAX_EXACT_HEADS heads only)."""
