@@ -70,13 +70,17 @@ def strategy_table(results: list[dict]) -> list[str]:
 def learned_table(results: list[dict]) -> list[str]:
     """Per learned variant on each SAE: the calls against the threshold and the gate; at the focus usage the
     latents chosen on the trained and the untrained SAE and the paired accuracy difference."""
-    out = [_row(["learned strengths", "SAE", "vs threshold", "vs retrained gate"]), "|---|---|---|---|"]
+    head = ["learned strengths", "SAE", "vs threshold", "vs threshold, low usage", "vs retrained gate"]
+    out = [_row(head + ["vs class threshold (same labels)"]), "|---|---|---|---|---|---|"]
     for kind in ("trained", "untrained"):
         for variant in results[0]["learned"][kind]:
             recs = [r["learned"][kind][variant]["verdict"] for r in results]
             thr = " / ".join(_call(v["vs_threshold"]) for v in recs)
+            low = " / ".join(_call((v.get("low_usage") or {}).get("vs_threshold")) for v in recs)
             gate = " / ".join(_call((v.get("vs_rivals") or {}).get("retrained_gate")) for v in recs)
-            out.append(_row([variant, kind, thr, gate]))
+            source = variant.split(".", 1)[1] if "." in variant else None
+            cls = " / ".join(_call((v.get("vs_rivals") or {}).get(f"class_threshold.{source}")) for v in recs)
+            out.append(_row([variant, kind, thr, low, gate, cls if source else "—"]))
     focus = [r["learned"].get("focus", {}) for r in results]
     out += ["", _row(["at the focus usage", "latents, trained / untrained SAE", "Δ accuracy (trained − untrained)"])]
     out.append("|---|---|---|")

@@ -21,16 +21,17 @@ LEARNED_STYLE = {Strategy.GLOBAL: "#ff7f0e", "per_class.true": "#9467bd", "per_c
 
 def _band(ax, usage, acc, ci, color: str, label: str, **style) -> None:
     order = np.argsort(usage)
-    u, a, c = np.asarray(usage)[order], 100 * np.asarray(acc)[order], 100 * np.asarray(ci)[order]
+    u, a, c = np.asarray(usage)[order], 100 * np.asarray(acc)[order], 100 * np.asarray(ci, dtype=float)[order]
     ax.plot(u, a, color=color, label=label, **style)
-    ax.fill_between(u, c[:, 0], c[:, 1], color=color, alpha=0.15, lw=0)
+    if len(c):
+        ax.fill_between(u, c[:, 0], c[:, 1], color=color, alpha=0.15, lw=0)
 
 
 def frontier(results: dict, path: Path) -> Path:
     """Accuracy against steered-layer usage: the threshold and the fitted rivals (95 % CI bands), every point
     each frequency strategy reaches (headline mode, true labels), the learned strengths' chosen points on the
     trained SAE (solid) and the untrained one (dashed), and the unsteered model."""
-    fig, ax = plt.subplots(figsize=(10, 5.6))
+    fig, (ax, gx) = plt.subplots(2, 1, figsize=(10, 8.6), sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     rv, st = results["rivals"], results["steering"]
     t = rv["threshold"]
     _band(ax, t["head_usage"], t["accuracy"], t["accuracy_ci"], "k", "single threshold (no SAE)", lw=2)
@@ -56,14 +57,33 @@ def frontier(results: dict, path: Path) -> Path:
     u = st["unsteered"]
     ax.plot([u["head_usage"]], [100 * u["accuracy"]], "k*", ms=12, label="unsteered model")
     ax.set(
-        xlabel="head usage ratio (steered layer)",
         ylabel="test accuracy (%)",
         title=f"Layer {st['layer']}: steering against what a practitioner would do instead",
         xlim=(-0.02, 1.02),
     )
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    _gains(gx, results)
     return _save(fig, path)
+
+
+def _gains(ax, results: dict) -> None:
+    """Below the frontier: each fitted policy's accuracy minus the threshold's at the same usage (paired 95 % CI
+    over test images), so what beats the threshold where stands out from the overlapping bands above."""
+    ax.axhline(0, color="k", lw=1.5)
+    for name, r in results["rivals"]["rivals"].items():
+        f = r["frontier"]
+        color = RIVAL_STYLE.get(name, ("#444", name))[0]
+        _band(ax, f["head_usage"], f["gain_vs_threshold"], f["gain_vs_threshold_ci"], color, None, marker="s", ms=4)
+    for kind, ls in (("trained", "-"), ("untrained", "--")):
+        for variant, rec in results.get("learned", {}).get(kind, {}).items():
+            pts = [p["path"][p["chosen"]] for p in rec["targets"]]
+            pts = [p for p in pts if p["gain_vs_threshold"] is not None]
+            u, g = [p["head_usage"] for p in pts], [p["gain_vs_threshold"] for p in pts]
+            ci = [p["gain_vs_threshold_ci"] for p in pts]
+            _band(ax, u, g, ci, LEARNED_STYLE.get(variant, "#ff7f0e"), None, ls=ls, marker="o", ms=3)
+    ax.set(xlabel="head usage ratio (steered layer)", ylabel="accuracy − threshold's (pts)")
+    ax.grid(alpha=0.3)
 
 
 def sparsity_path(results: dict, path: Path) -> Path:
