@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from headsteer.analysis.figures import _label, _save, plt
+from headsteer.steer.alphas import nearest_index
 from headsteer.steer.names import LabelSource, Strategy
 
 RIVAL_STYLE = {
@@ -116,4 +117,4 @@ def sparsity_path(results: dict, path: Path) -> Path:
 def _focus_index(rec: dict, focus: dict | None) -> int:
     targets = [t["target"] for t in rec["targets"]]
     want = focus["target"] if focus else targets[len(targets) // 2]
-    return min(range(len(targets)), key=lambda j: abs(targets[j] - want))
+    return nearest_index(targets, want)

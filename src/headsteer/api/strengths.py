@@ -19,6 +19,7 @@ from headsteer.artifacts.activations import load_split
 from headsteer.artifacts.io import read_tensors
 from headsteer.core.errors import HeadsteerError
 from headsteer.sae.topk import TopKSAE
+from headsteer.steer.alphas import nearest_index
 from headsteer.steer.names import Strategy
 from headsteer.steer.random_sae import control_sae
 
@@ -104,7 +105,7 @@ def learned_strengths(run: Run, variant: str, target: float, sae: str = "trained
         )
     variant = choice(variant, [v for v in record if isinstance(record[v], dict) and "targets" in record[v]], "variant")
     targets = record[variant]["targets"]
-    i = min(range(len(targets)), key=lambda j: (abs(targets[j]["target"] - target), targets[j]["target"]))
+    i = nearest_index([t["target"] for t in targets], target)  # targets ascend: a tie goes to the lower one
     t = targets[i]
     path = run._need("steer") / "fits" / f"learned.{sae}.{variant}.checkpoint.safetensors"
     per = len(t["path"])

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
+from headsteer.steer.alphas import nearest_index
 from headsteer.steer.baselines import Curve
 from headsteer.steer.fit_cache import FitCache
 from headsteer.steer.gate_fit import FitSettings
@@ -131,7 +132,7 @@ def focus(trained: dict, untrained: dict, curves: dict, boot: Bootstrap, usage: 
         if variant not in untrained:
             continue
         ts = [t["target"] for t in rec["targets"]]
-        i = min(range(len(ts)), key=lambda j: (abs(ts[j] - usage), ts[j]))
+        i = nearest_index(ts, usage)  # targets ascend: a tie goes to the lower one
         pick = {"trained": rec["targets"][i], "untrained": untrained[variant]["targets"][i]}
         a = curves["trained"][variant].sample_correct[i]
         b = curves["untrained"][variant].sample_correct[i]
