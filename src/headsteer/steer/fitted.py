@@ -97,14 +97,16 @@ def fit_record(ctx: FitContext) -> dict:
     }
 
 
-def learned(ctx: FitContext, sae, kind: str, variants: list[str], ps: PathSettings) -> tuple[dict, dict]:
+def learned(
+    ctx: FitContext, sae, kind: str, variants: list[str], ps: PathSettings, test_codes: Codes
+) -> tuple[dict, dict]:
     """({variant: record}, {variant: Curve of the chosen points}) of learned strengths on `sae` ('trained' or
-    'untrained')."""
+    'untrained'); test_codes: its codes of the test images."""
     dev = ctx.side.x.device
     at = ctx.split.cls.float().mean(0)
     directions = gate_directions(ctx.decide, sae, at)
     G = directions if is_linear(ctx.decide) else None
-    codes, test_codes = Codes.of(sae, ctx.decide, ctx.split.cls), Codes.of(sae, ctx.decide, ctx.side.x)
+    codes = Codes.of(sae, ctx.decide, ctx.split.cls)
     push = pushes(codes, directions)
     docs, curves = {}, {}
     for variant in variant_names(variants, ctx.label_sources):
@@ -121,9 +123,10 @@ def learned(ctx: FitContext, sae, kind: str, variants: list[str], ps: PathSettin
     return docs, curves
 
 
-def reference(ctx: FitContext, sae) -> torch.Tensor:
-    """(N,) per-image correctness on test of `sae`'s plain reconstruction (every strength 0)."""
-    return ctx.side.score(Codes.of(sae, ctx.decide, ctx.side.x).base).correct
+def reference(ctx: FitContext, test_codes: Codes) -> torch.Tensor:
+    """(N,) per-image correctness on test of the SAE's plain reconstruction (every strength 0); test_codes: the
+    SAE's codes of the test images."""
+    return ctx.side.score(test_codes.base).correct
 
 
 def judge_learned(docs: dict, curves: dict, judging, ref: torch.Tensor) -> None:
@@ -149,8 +152,9 @@ def fit_all(sc, seed: int, ctx: FitContext, sae, train, base: tuple, ref_acc: fl
         ps = PathSettings(sc.learned_l1, tuple(sc.learned_path), sc.learned_steps, sc.learned_refit_steps)
         docs, learned_curves = {}, {}
         for kind, model in saes.items():
-            docs[kind], learned_curves[kind] = learned(ctx, model, kind, sc.learned, ps)
-            judge_learned(docs[kind], learned_curves[kind], j, reference(ctx, model))
+            test_codes = Codes.of(model, ctx.decide, ctx.side.x)
+            docs[kind], learned_curves[kind] = learned(ctx, model, kind, sc.learned, ps, test_codes)
+            judge_learned(docs[kind], learned_curves[kind], j, reference(ctx, test_codes))
         if "untrained" in docs:
             docs["focus"] = focus(docs["trained"], docs["untrained"], learned_curves, ctx.boot, sc.focus_usage)
         out["learned"] = docs
