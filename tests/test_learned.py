@@ -13,7 +13,7 @@ from headsteer.steer import fitted
 from headsteer.steer.baselines import threshold_curve
 from headsteer.steer.fit_cache import FitCache
 from headsteer.steer.gate_fit import FitSettings
-from headsteer.steer.learned import Codes, FreePairs, gate_directions, pushes, strength_logits
+from headsteer.steer.learned import CodeMatrix, Codes, FreePairs, gate_directions, pushes, strength_logits
 from headsteer.steer.learned_fit import LearnedProblem, choose, sparsity_paths
 from headsteer.steer.practitioner import OnTest
 from headsteer.steer.random_sae import untrained_sae
@@ -149,8 +149,9 @@ def test_fits_never_read_a_test_row(tmp_path):
         assert all(torch.equal(tensors[k], other[k]) for k in tensors), name
 
 
-def test_free_pairs_equal_the_dense_strength_logits():
-    """The fit's sparse view (only free strengths touched) gives the logits of the direct computation."""
+def test_free_pairs_and_code_matrix_equal_the_dense_strength_logits():
+    """The fit's sparse views (only free strengths touched; the code matrix) give the logits of the direct
+    computation."""
     torch.manual_seed(2)
     d, n_lat, k, H, C, B = 12, 40, 5, 3, 4, 6
     sae, decide = TopKSAE(d, n_lat, k).eval(), DecisionNet(d, H)
@@ -162,6 +163,12 @@ def test_free_pairs_equal_the_dense_strength_logits():
     rows = torch.arange(10, 50)
     want = strength_logits(alpha, codes, rows, classes, G, decide, sae)
     torch.testing.assert_close(FreePairs(allowed, codes, rows, classes, G).logits(alpha), want, atol=1e-5, rtol=1e-5)
+    # the unrestricted fit's sparse product, per class and global (row 0 of alpha for every image)
+    torch.testing.assert_close(CodeMatrix(codes, rows, classes, G, n_lat).logits(alpha), want, atol=1e-5, rtol=1e-5)
+    want0 = strength_logits(alpha[:, :1], codes, rows, None, G, decide, sae)
+    torch.testing.assert_close(
+        CodeMatrix(codes, rows, None, G, n_lat).logits(alpha[:, :1]), want0, atol=1e-5, rtol=1e-5
+    )
     # and the direct computation is the decision network on the steered embedding (post_topk per latent)
     with torch.no_grad():
         vals, idx = sae.encode_sparse(x[rows])

@@ -20,7 +20,7 @@ from headsteer.model import deterministic_mask
 from headsteer.steer.fit_data import FitSplit
 from headsteer.steer.gate_fit import FitSettings, fit, frozen
 from headsteer.steer.holdout import USAGE_TOL, HoldoutCheck
-from headsteer.steer.learned import Codes, FreePairs, Strengths, top_allowed
+from headsteer.steer.learned import CodeMatrix, Codes, FreePairs, Strengths, top_allowed
 
 ALL = 0
 """The path's m for the unrestricted fit (every latent free)."""
@@ -68,18 +68,23 @@ class LearnedProblem:
     """(d_sae,) each latent's logit push at alpha = 1 (`learned.pushes`), the strengths' scale."""
 
     def logits_fn(self, st: Strengths):
-        """rows -> (B, r, H) logits under `st`: through FreePairs for a linear gate (built once per row set)."""
-        dev, built = self.codes.values.device, []
+        """rows -> (B, r, H) logits under `st`. For a linear gate, built once per row set: a CodeMatrix when every
+        strength is free (the unrestricted fit), FreePairs when few are (the path's refits)."""
+        dev, built, every = self.codes.values.device, [], bool(st.allowed.all())
 
         def logits(r: torch.Tensor) -> torch.Tensor:
             r = r.to(dev)
             if self.G is None:
                 return st.logits(self.codes, r, self.classes, self.G, self.decide, self.sae)
-            pairs = next((p for p in built if torch.equal(p.rows, r)), None)
-            if pairs is None:
-                pairs = FreePairs(st.allowed, self.codes, r, self.classes, self.G)
-                built.append(pairs)
-            return pairs.logits(st.alpha())
+            view = next((v for rows, v in built if torch.equal(rows, r)), None)
+            if view is None:
+                view = (
+                    CodeMatrix(self.codes, r, self.classes, self.G, self.sae.d_sae)
+                    if every
+                    else FreePairs(st.allowed, self.codes, r, self.classes, self.G)
+                )
+                built.append((r, view))
+            return view.logits(st.alpha())
 
         return logits
 
