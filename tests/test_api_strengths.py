@@ -80,3 +80,26 @@ def test_learned_names_what_it_has(run):
     )
     assert _error(lambda: run.learned("global", sae="random")) == "sae='random' is not one of trained, untrained"
     assert repr(run.learned("global", 0.2)).startswith("LearnedStrengths(trained SAE, global, target usage 0.2: ")
+
+
+def test_learned_strengths_are_found_by_target_and_m_not_by_position(tmp_path):
+    """A fit cache entry is looked up by the target usage and latent count results.json names, whatever its
+    position in the file; a point the file lacks, or a missing file, is a one-line error."""
+    from headsteer.api.strengths import _fitted_alpha
+    from headsteer.steer.fit_cache import FitCache
+
+    cache = FitCache(tmp_path, {"any": 1})
+    entries = [
+        ({"alpha": torch.full((1, 3), float(i))}, {"m": m, "fit": {"target": t}})
+        for i, (t, m) in enumerate([(0.5, 4), (0.5, 0), (0.1, 4), (0.1, 0)])
+    ]
+    cache.save("learned.trained.global", entries)
+    path = cache.path("learned.trained.global")
+    assert _fitted_alpha(path, {"target": 0.1}, {"m": 4}).tolist() == [[2.0, 2.0, 2.0]]
+    assert _fitted_alpha(path, {"target": 0.5}, {"m": 0}).tolist() == [[1.0, 1.0, 1.0]]
+    assert _error(lambda: _fitted_alpha(path, {"target": 0.1}, {"m": 16})) == (
+        f"{path} holds no fit at target 0.1 with m=16, which results.json names; "
+        "`headsteer run CONFIG` redoes the steer stage"
+    )
+    missing = tmp_path / "absent.checkpoint.safetensors"
+    assert _error(lambda: _fitted_alpha(missing, {"target": 0.1}, {"m": 4})).startswith(f"{missing} is missing")

@@ -10,16 +10,17 @@ emits, and are refused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 
 from headsteer.api.inputs import choice
 from headsteer.artifacts.activations import load_split
-from headsteer.artifacts.io import read_tensors
 from headsteer.core.errors import HeadsteerError
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.alphas import nearest_index
+from headsteer.steer.fit_cache import read_entries
 from headsteer.steer.names import Strategy
 from headsteer.steer.random_sae import control_sae
 
@@ -107,12 +108,28 @@ def learned_strengths(run: Run, variant: str, target: float, sae: str = "trained
     targets = record[variant]["targets"]
     i = nearest_index([t["target"] for t in targets], target)  # targets ascend: a tie goes to the lower one
     t = targets[i]
-    path = run._need("steer") / "fits" / f"learned.{sae}.{variant}.checkpoint.safetensors"
-    per = len(t["path"])
-    alpha = read_tensors(path)[f"{i * per + t['chosen']}.alpha"]  # (R, d_sae)
     point = t["path"][t["chosen"]]
+    alpha = _fitted_alpha(run._need("steer") / "fits" / f"learned.{sae}.{variant}.checkpoint.safetensors", t, point)
     return LearnedStrengths(
         variant, sae, t["target"], point["m"], alpha[0] if variant == Strategy.GLOBAL else alpha, point
+    )
+
+
+def _fitted_alpha(path: Path, target: dict, point: dict) -> torch.Tensor:
+    """(R, d_sae) the strengths of the fit cache's entry for `target`'s chosen `point`, found by its target
+    usage and number of latents m (a results.json record and the fit cache written beside it)."""
+    try:
+        _, entries = read_entries(path)
+    except (HeadsteerError, KeyError, ValueError, OSError):
+        raise HeadsteerError(
+            f"{path} is missing or unreadable; `headsteer run CONFIG` redoes the steer stage"
+        ) from None
+    for tensors, rec in entries:
+        if rec.get("m") == point["m"] and rec.get("fit", {}).get("target") == target["target"]:
+            return tensors["alpha"]
+    raise HeadsteerError(
+        f"{path} holds no fit at target {target['target']} with m={point['m']}, which results.json names; "
+        "`headsteer run CONFIG` redoes the steer stage"
     )
 
 

@@ -31,20 +31,25 @@ class FitCache:
         if not path.is_file():
             return None
         try:
-            tensors, meta = read_tensors_and_metadata(path)
-            doc = json.loads(meta["headsteer"])
+            settings, entries = read_entries(path)
         except (HeadsteerError, KeyError, ValueError):
             return None
-        if doc.get("settings") != self.settings:
-            return None
-        out = []
-        for i, record in enumerate(doc["records"]):
-            prefix = f"{i}."
-            out.append(({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, record))
-        return out
+        return entries if settings == self.settings else None
 
     def save(self, family: str, entries: list[Entry]) -> None:
         tensors = {f"{i}.{k}": v for i, (ts, _) in enumerate(entries) for k, v in ts.items()}
         doc = {"settings": self.settings, "records": [record for _, record in entries]}
         self.folder.mkdir(parents=True, exist_ok=True)
         write_tensors(self.path(family), tensors, {"headsteer": json_text(doc, self.path(family), indent=None)})
+
+
+def read_entries(path: Path) -> tuple[dict, list[Entry]]:
+    """(the settings a family file was written with, its entries in order); raises HeadsteerError, KeyError or
+    ValueError on a file that is not one."""
+    tensors, meta = read_tensors_and_metadata(path)
+    doc = json.loads(meta["headsteer"])
+    out = []
+    for i, record in enumerate(doc["records"]):
+        prefix = f"{i}."
+        out.append(({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, record))
+    return doc["settings"], out
