@@ -13,7 +13,15 @@ from headsteer.steer import fitted
 from headsteer.steer.baselines import threshold_curve
 from headsteer.steer.fit_cache import FitCache
 from headsteer.steer.gate_fit import FitSettings
-from headsteer.steer.learned import CodeMatrix, Codes, FreePairs, gate_directions, pushes, strength_logits
+from headsteer.steer.learned import (
+    CodeMatrix,
+    Codes,
+    FreePairs,
+    gate_directions,
+    is_linear,
+    pushes,
+    strength_logits,
+)
 from headsteer.steer.learned_fit import LearnedProblem, choose, sparsity_paths
 from headsteer.steer.practitioner import OnTest
 from headsteer.steer.random_sae import untrained_sae
@@ -61,6 +69,38 @@ def test_sparsity_path_picks_the_driving_latent_at_m_1():
     assert m1.m == 1 and m1.alpha[0].nonzero().flatten().tolist() == [star]
     assert m1.holdout_accuracy > 0.95
     assert choose(path, int(split.holdout.sum()), target) is m1  # the fewest latents within one SE of the best
+
+
+def test_sparsity_path_through_a_non_linear_gate_picks_the_driving_latent():
+    """The same toy with a decision network that has a hidden layer: no linear readout exists, so the fit runs the
+    network on the steered embedding (G = None) and the strengths' scale comes from its Jacobian at the mean.
+    Hidden unit 0 reads latent 5 alone; both heads drop once GELU of it passes the bias."""
+    g = torch.Generator().manual_seed(0)
+    n, d, k, H, star = 800, 12, 3, 2, 5
+    x = torch.rand(n, d, generator=g) * (torch.rand(n, d, generator=g) < 0.2)
+    x[:, star] = (torch.rand(n, generator=g) < 0.4).float() * (0.5 + 0.5 * torch.rand(n, generator=g))
+    sae = identity_sae(d, k)
+    vals, idx = sae.encode_sparse(x)
+    right = ((vals * (idx == star)).sum(1) == 0).float()[:, None].expand(n, H).clone()
+    decide = DecisionNet(d, H, hidden=2, init_bias=0.0)
+    with torch.no_grad():
+        first, last = decide.net[0], decide.net[2]
+        first.weight.copy_(0.05 * torch.randn(2, d, generator=g))
+        first.weight[0].zero_()
+        first.weight[0, star] = 1.0
+        first.bias.zero_()
+        last.weight.copy_(torch.tensor([[-1.0, 0.0], [-1.0, 0.0]]))
+        last.bias.fill_(1.1)
+    assert not is_linear(decide)
+    split = toy_split(x, right)
+    codes = Codes.of(sae, decide, x)
+    G = gate_directions(decide, sae, x.mean(0))  # the Jacobian readout: the strengths' scale only
+    p = LearnedProblem(sae, decide, split, codes, None, 1, None, pushes(codes, G))
+    target = right[~split.holdout].mean().item()
+    path = sparsity_paths(p, [target], FitSettings(steps=200, lr=0.1, usage_weight=20.0), 1e-2, [1, 2])[0]
+    m1 = path[1]
+    assert m1.m == 1 and m1.alpha[0].nonzero().flatten().tolist() == [star]
+    assert m1.holdout_accuracy > 0.95
 
 
 def test_linear_readout_predicts_the_post_topk_logit_change_exactly():
