@@ -2,8 +2,10 @@
 tutorial notebook both run."""
 
 import dataclasses
+import json
 import os
 import re
+from pathlib import Path
 
 import yaml
 
@@ -97,3 +99,31 @@ def test_tutorial_notebook_runs_on_the_smoke_run(pipeline, tmp_path, monkeypatch
     text = "\n".join(o.get("text", "") for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs)
     assert "steered layer 1" in text and "latents most specific to" in text, text
     assert re.search(r"threshold [+-][\d.]+: accuracy [\d.]+% at usage", text), text
+
+
+def unnamed_keys(record, schema: str, path: str = "") -> dict[str, str]:
+    """{key: where it first occurs} of every dict key in `record` that looks like a name (numbers, such as
+    layers, and keys with spaces or slashes are data) and is not written, quoted, in `schema`."""
+    out: dict[str, str] = {}
+    if isinstance(record, dict):
+        for key, value in record.items():
+            if re.fullmatch(r"[A-Za-z_][A-Za-z0-9_.]*", key) and f'"{key}"' not in schema:
+                out.setdefault(key, f"{path}.{key}")
+            for k, where in unnamed_keys(value, schema, f"{path}.{key}").items():
+                out.setdefault(k, where)
+    elif isinstance(record, list):
+        for value in record:
+            for k, where in unnamed_keys(value, schema, f"{path}[]").items():
+                out.setdefault(k, where)
+    return out
+
+
+def test_results_schema_names_every_key_of_a_real_results_json(pipeline):
+    """The schema page cannot fall behind the records: every key the smoke run's results.json holds is named
+    there (the walk itself flags a key the page lacks)."""
+    schema = (DOCS / "results-schema.md").read_text()
+    assert unnamed_keys({"sae": {"fvu": 1.0, "not_in_the_schema": [{"2": 0}]}}, schema) == {
+        "not_in_the_schema": ".sae.not_in_the_schema"
+    }
+    results = json.loads((Path(pipeline.out) / "report" / "results.json").read_text())
+    assert unnamed_keys(results, schema) == {}
