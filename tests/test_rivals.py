@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from headsteer.core.errors import HeadsteerError
 from headsteer.model.decision import DecisionNet
 from headsteer.steer.baselines import Curve
 from headsteer.steer.fit_cache import FitCache
@@ -44,6 +45,19 @@ class Rows:
 def toy_split(x: torch.Tensor, right: torch.Tensor, holdout: float = 0.25, seed: int = 0) -> FitSplit:
     rows = torch.arange(len(x))
     return FitSplit.build(Rows(x), rows, OutcomeCache(ToyTail(x, right)), holdout, seed)
+
+
+@pytest.mark.parametrize("holdout, held", [(0.05, 0), (0.95, 8)])
+def test_a_fit_split_without_held_out_or_fit_images_is_refused(holdout, held):
+    """8 fit images: 5 % holds out none (nothing to choose a sparsity level on), 95 % all (nothing to fit on)."""
+    x = torch.rand(8, 4)
+    with pytest.raises(HeadsteerError) as err:
+        toy_split(x, torch.ones(8, 2), holdout)
+    assert str(err.value) == (
+        f"steer.fit_holdout={holdout} of 8 fit images holds out {held}; the fits need at least one held-out image "
+        "and one to fit on: raise steer.fit_images or move steer.fit_holdout toward 0.5"
+    )
+    assert int(toy_split(x, torch.ones(8, 2), 0.25).holdout.sum()) == 2
 
 
 def test_expected_accuracy_matches_enumerating_every_pattern():

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from headsteer.core.errors import HeadsteerError
 from headsteer.steer.baselines import threshold_shifts
 from headsteer.steer.names import LabelSource
 from headsteer.steer.tails import OutcomeCache
@@ -49,10 +50,15 @@ class FitSplit:
     def build(cls, train, rows: torch.Tensor, outcomes: OutcomeCache, holdout: float, seed: int) -> "FitSplit":
         """train: the extracted TRAIN `Activations`; rows: the subset's indices; outcomes: a cache over those
         rows in the same order; holdout: fraction of them held out (seeded)."""
-        n = rows.numel()
+        n, n_held = rows.numel(), round(holdout * rows.numel())
+        if not 0 < n_held < n:
+            raise HeadsteerError(
+                f"steer.fit_holdout={holdout} of {n} fit images holds out {n_held}; the fits need at least one "
+                "held-out image and one to fit on: raise steer.fit_images or move steer.fit_holdout toward 0.5"
+            )
         g = torch.Generator().manual_seed(seed)
         held = torch.zeros(n, dtype=torch.bool)
-        held[torch.randperm(n, generator=g)[: round(holdout * n)]] = True
+        held[torch.randperm(n, generator=g)[:n_held]] = True
         labels = train.labels[rows]
         table = None
         if outcomes.num_heads <= MAX_EXACT_HEADS:

@@ -165,7 +165,7 @@ class CodeMatrix:
         B, H = alpha.shape[0], self.G.shape[1]
         a = alpha.reshape(B, -1)[:, self.used]  # (B, U)
         W = (a.T[:, :, None] * self.G[:, None, :]).reshape(-1, B * H)  # (U, B * H)
-        out = torch.sparse.mm(self.Z, W).view(-1, B, H)  # (r, B, H)
+        out = torch.sparse.mm(self.Z, W).view(self.base.shape[0], B, H)  # (r, B, H)
         return self.base + out.permute(1, 0, 2)
 
 
