@@ -10,7 +10,7 @@ from headsteer.core.runtime import progress
 from headsteer.model import AdaViT
 from headsteer.sae.topk import TopKSAE
 from headsteer.steer.steering import Candidates
-from headsteer.steer.sweep import steered_masks
+from headsteer.steer.sweep import set_plans, steered_masks
 
 
 @torch.inference_mode()
@@ -30,9 +30,9 @@ def head_effects(
     pre = torch.cat([sae.pre_acts(xb) for xb in x.split(batch_size)])  # (N, d_sae)
     cand = Candidates.of(pre, sae.k, 1)
     one = torch.zeros(N, 1, dtype=torch.long, device=x.device)
-    base = steered_masks(model, sae, layer, cand, one, 0.0, mode, batch_size).float().mean(0)  # (H,)
+    base = steered_masks(model, sae, layer, set_plans(cand, one, mode, sae.k, batch_size), 0.0).float().mean(0)  # (H,)
     out = torch.empty(latents.numel(), base.numel())
     for j, i in enumerate(progress(latents.tolist(), desc="latent head effects")):
-        masks = steered_masks(model, sae, layer, cand, one + i, alpha, mode, batch_size)  # (N, H)
+        masks = steered_masks(model, sae, layer, set_plans(cand, one + i, mode, sae.k, batch_size), alpha)  # (N, H)
         out[j] = (masks.float().mean(0) - base).cpu()
     return out

@@ -83,28 +83,50 @@ def _additive(
     return values.gather(1, pos).relu(), torch.cat([code_i, set_ord], 1).gather(1, pos)
 
 
-def steer_sparse(
-    cand: Candidates, set_idx: torch.Tensor, alpha: float, mode: str, k: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The steered code as (values (B, k), indices (B, k)), for the latents S of each row, set_idx (B, |S|).
+class SetSteering:
+    """The steered codes of rows whose latents S are set_idx (B, |S|), at any alpha: what does not depend on
+    alpha (which candidates are in S, the pre-activations of S) is computed once, so a sweep over alpha pays
+    only for the top-k and the rescaling at each point.
 
     `additive` with alpha > 1 gives every latent of S a value above every latent outside it, so with
     |S| >= k the code holds only latents of S (the rest is erased); ties among them go to the larger
     encoder pre-activation, then the lower index.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown steering mode {mode!r}; choose one of {MODES}")
-    f, in_S = factor(alpha), _table(set_idx, cand.pre.shape[1])  # (B, d_sae)
-    if mode == Mode.PRE_TOPK:
-        others = cand.values.masked_fill(in_S.gather(1, cand.indices), float("-inf"))  # S is rescaled: taken apart
-        vals, pos = torch.cat([others, f * cand.pre.gather(1, set_idx)], 1).topk(k, dim=-1)
-        return vals.relu(), torch.cat([cand.indices, set_idx], 1).gather(1, pos)
-    code_v, code_i = cand.values[:, :k].relu(), cand.indices[:, :k]
-    if mode == Mode.POST_TOPK:
-        return torch.where(in_S.gather(1, code_i), f * code_v, code_v), code_i
-    if alpha == 0:
-        return code_v, code_i
-    return _additive(cand, set_idx, alpha, code_v, code_i, in_S)
+
+    def __init__(self, cand: Candidates, set_idx: torch.Tensor, mode: str, k: int):
+        if mode not in MODES:
+            raise ValueError(f"unknown steering mode {mode!r}; choose one of {MODES}")
+        self.cand, self.set_idx, self.mode, self.k = cand, set_idx, mode, k
+        if mode == Mode.PRE_TOPK:
+            in_S = _table(set_idx, cand.pre.shape[1])  # (B, d_sae)
+            self.others = cand.values.masked_fill(in_S.gather(1, cand.indices), float("-inf"))  # S taken apart
+            self.pre_S = cand.pre.gather(1, set_idx)  # (B, |S|), rescaled at each alpha
+            self.ids = torch.cat([cand.indices, set_idx], 1)  # (B, m + |S|)
+            return
+        self.code_v, self.code_i = cand.values[:, :k].relu(), cand.indices[:, :k]  # the unsteered code
+        if mode == Mode.POST_TOPK:
+            self.in_code = _table(set_idx, cand.pre.shape[1]).gather(1, self.code_i)  # (B, k)
+
+    def code(self, alpha: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The steered code as (values (B, k), indices (B, k))."""
+        f = factor(alpha)
+        if self.mode == Mode.PRE_TOPK:
+            vals, pos = torch.cat([self.others, f * self.pre_S], 1).topk(self.k, dim=-1)
+            return vals.relu(), self.ids.gather(1, pos)
+        if self.mode == Mode.POST_TOPK:
+            return torch.where(self.in_code, f * self.code_v, self.code_v), self.code_i
+        if alpha == 0:
+            return self.code_v, self.code_i
+        in_S = _table(self.set_idx, self.cand.pre.shape[1])  # not kept: (B, d_sae) per set
+        return _additive(self.cand, self.set_idx, alpha, self.code_v, self.code_i, in_S)
+
+
+def steer_sparse(
+    cand: Candidates, set_idx: torch.Tensor, alpha: float, mode: str, k: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The steered code as (values (B, k), indices (B, k)), for the latents S of each row, set_idx (B, |S|),
+    at one alpha (`SetSteering` for many)."""
+    return SetSteering(cand, set_idx, mode, k).code(alpha)
 
 
 def _per_set_size(pre: torch.Tensor, in_set: torch.Tensor, alpha: float, mode: str, k: int):

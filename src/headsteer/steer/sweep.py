@@ -9,6 +9,7 @@ carry a paired bootstrap CI (`uncertainty`) and be compared with the baselines a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 
@@ -20,7 +21,7 @@ from headsteer.sae.topk import TopKSAE
 from headsteer.steer.names import LabelSource, Strategy
 from headsteer.steer.reach import Reach, ReachSettings, reach
 from headsteer.steer.stats import IndexSets
-from headsteer.steer.steering import Candidates, steer_sparse
+from headsteer.steer.steering import Candidates, SetSteering
 from headsteer.steer.tails import OutcomeCache
 
 
@@ -172,28 +173,21 @@ class CellPoints:
     """Reach: {"positive" | "negative": saturated before the cap} (empty without reach)."""
 
 
-@torch.inference_mode()
-def steered_masks(
-    model: AdaViT,
-    sae: TopKSAE,
-    layer: int,
-    cand: Candidates,
-    set_idx: torch.Tensor,
-    alpha: float,
-    mode: str,
-    batch_size: int,
-) -> torch.Tensor:
-    """(N, H) eval masks of layer l when its decision network reads the steered embedding.
+def set_plans(cand: Candidates, set_idx: torch.Tensor, mode: str, k: int, batch_size: int) -> list[SetSteering]:
+    """`SetSteering` of the latents set_idx (N, |S|), one per batch of rows; cand: the SAE pre-activations of the
+    layer's CLS and their top candidates."""
+    set_idx, N = set_idx.to(cand.pre.device), set_idx.shape[0]
+    return [
+        SetSteering(cand.rows(slice(lo, lo + batch_size)), set_idx[lo : lo + batch_size], mode, k)
+        for lo in range(0, N, batch_size)
+    ]
 
-    cand: the SAE pre-activations of the layer's CLS and their top candidates; set_idx: (N, |S|) latent indices."""
-    decide, N = model.decisions[str(layer)], set_idx.shape[0]
-    set_idx = set_idx.to(cand.pre.device)
-    out = []
-    for lo in range(0, N, batch_size):
-        sl = slice(lo, min(N, lo + batch_size))
-        x_tilde = sae.decode_sparse(*steer_sparse(cand.rows(sl), set_idx[sl], alpha, mode, sae.k))
-        out.append(deterministic_mask(decide(x_tilde)))
-    return torch.cat(out)
+
+@torch.inference_mode()
+def steered_masks(model: AdaViT, sae: TopKSAE, layer: int, plans: list[SetSteering], alpha: float) -> torch.Tensor:
+    """(N, H) eval masks of layer l when its decision network reads the embedding steered by `plans` at alpha."""
+    decide = model.decisions[str(layer)]
+    return torch.cat([deterministic_mask(decide(sae.decode_sparse(*p.code(alpha)))) for p in plans])
 
 
 def strategy_sets(sets: IndexSets, strategy: str, classes: torch.Tensor, draws: int) -> list[torch.Tensor]:
@@ -217,14 +211,13 @@ class CellRun:
     mode: str
     batch_size: int
 
+    @cached_property
+    def plans(self) -> list[list[SetSteering]]:
+        """Per draw, its `set_plans` (built at the cell's first point, reused at every alpha)."""
+        return [set_plans(self.cand, s, self.mode, self.sae.k, self.batch_size) for s in self.index_sets]
+
     def draws(self, alpha: float) -> list[PointScores]:
-        layer = self.scorer.layer
-        return [
-            self.scorer(
-                steered_masks(self.model, self.sae, layer, self.cand, set_idx, alpha, self.mode, self.batch_size)
-            )
-            for set_idx in self.index_sets
-        ]
+        return [self.scorer(steered_masks(self.model, self.sae, self.scorer.layer, p, alpha)) for p in self.plans]
 
     def __call__(self, alpha: float) -> PointScores:
         return PointScores.mean(self.draws(alpha))
