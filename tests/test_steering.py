@@ -11,7 +11,7 @@ from headsteer.sae.topk import TopKSAE
 from headsteer.steer.alphas import alpha_grid
 from headsteer.steer.reach import ReachSettings
 from headsteer.steer.stats import class_overlap, index_sets, iou, latent_frequencies, overlap_frac
-from headsteer.steer.steering import steer, steer_codes
+from headsteer.steer.steering import Candidates, SetSteering, steer, steer_codes
 from headsteer.steer.sweep import Scorer, SweepGrid, run_sweep
 from headsteer.steer.tails import FinalBlockTail, GeneralTail, OutcomeCache
 
@@ -222,12 +222,14 @@ def test_additive_ties_are_broken_by_pre_activation_then_index():
 
 @pytest.mark.parametrize("mode", ["pre_topk", "post_topk", "additive"])
 def test_sparse_steering_equals_a_dense_reference(mode):
-    """The candidate-based code equals Eq. 5 written densely over all latents (naive reference)."""
+    """The candidate-based code equals Eq. 5 written densely over all latents (naive reference), also from one
+    SetSteering reused at every alpha, as a sweep does."""
     g = torch.Generator().manual_seed(1)
     pre = torch.randn(50, 300, generator=g)
     S_idx = torch.stack([torch.randperm(300, generator=g)[:12] for _ in range(50)])
     S = torch.zeros(50, 300, dtype=torch.bool).scatter_(1, S_idx, True)
     k = 8
+    plan = SetSteering(Candidates.of(pre, k, 12), S_idx, mode, k)
     for alpha in (-1.5, -1.0, -0.4, 0.0, 0.7, 2.0):
         f = max(0.0, 1.0 + alpha)
         z = torch.zeros_like(pre)
@@ -246,6 +248,8 @@ def test_sparse_steering_equals_a_dense_reference(mode):
                 order = sorted(range(300), key=lambda j: (-u[b, j].item(), -pre[b, j].item(), j))[:k]
                 ref[b, order] = u[b, order].relu()
         torch.testing.assert_close(steer_codes(pre, S, alpha, mode, k), ref, atol=1e-6, rtol=0)
+        vals, idx = plan.code(alpha)
+        torch.testing.assert_close(torch.zeros_like(pre).scatter_(1, idx, vals), ref, atol=1e-6, rtol=0)
 
 
 def test_reach_points_match_naive_loop():
