@@ -120,7 +120,7 @@ def _fitted_alpha(path: Path, target: dict, point: dict) -> torch.Tensor:
     usage and number of latents m (a results.json record and the fit cache written beside it)."""
     try:
         _, entries = read_entries(path)
-    except (HeadsteerError, KeyError, ValueError, OSError):
+    except HeadsteerError:
         raise HeadsteerError(
             f"{path} is missing or unreadable; `headsteer run CONFIG` redoes the steer stage"
         ) from None

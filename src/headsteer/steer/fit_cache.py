@@ -32,7 +32,7 @@ class FitCache:
             return None
         try:
             settings, entries = read_entries(path)
-        except (HeadsteerError, KeyError, ValueError):
+        except HeadsteerError:
             return None
         return entries if settings == self.settings else None
 
@@ -44,12 +44,16 @@ class FitCache:
 
 
 def read_entries(path: Path) -> tuple[dict, list[Entry]]:
-    """(the settings a family file was written with, its entries in order); raises HeadsteerError, KeyError or
-    ValueError on a file that is not one."""
+    """(the settings a family file was written with, its entries in order); HeadsteerError on a missing or
+    unreadable file, or one that is not a family file."""
     tensors, meta = read_tensors_and_metadata(path)
-    doc = json.loads(meta["headsteer"])
+    try:
+        doc = json.loads(meta["headsteer"])
+        settings, records = doc["settings"], doc["records"]
+    except (KeyError, ValueError):
+        raise HeadsteerError(f"{path} holds no fitted policies; delete it and re-run the steer stage") from None
     out = []
-    for i, record in enumerate(doc["records"]):
+    for i, record in enumerate(records):
         prefix = f"{i}."
         out.append(({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}, record))
-    return doc["settings"], out
+    return settings, out
