@@ -43,28 +43,41 @@ def identity_sae(d: int, k: int) -> TopKSAE:
     return sae.eval()
 
 
-def test_sparsity_path_picks_the_driving_latent_at_m_1():
-    """Heads must all be dropped exactly on the images where latent 5 fires; the gate reads latent 5 with weight
-    -1 on both heads (others with small random weights), so amplifying latent 5 alone does the job."""
-    g = torch.Generator().manual_seed(0)
-    n, d, k, H, star = 800, 12, 3, 2, 5
+def one_latent_toy(g: torch.Generator, n: int = 800, d: int = 12, k: int = 3, H: int = 2, star: int = 5):
+    """(x (n, d), identity SAE, right (n, H)): sparse non-negative inputs where latent `star` fires on about 40 %
+    of the images, and keeping both heads is right exactly where it does not."""
     x = torch.rand(n, d, generator=g) * (torch.rand(n, d, generator=g) < 0.2)  # sparse, non-negative
     x[:, star] = (torch.rand(n, generator=g) < 0.4).float() * (0.5 + 0.5 * torch.rand(n, generator=g))
     sae = identity_sae(d, k)
     vals, idx = sae.encode_sparse(x)
-    z_star = (vals * (idx == star)).sum(1)  # latent 5 as the code holds it
-    right = (z_star == 0).float()[:, None].expand(n, H).clone()  # keep both heads unless latent 5 fires
+    z_star = (vals * (idx == star)).sum(1)  # latent `star` as the code holds it
+    return x, sae, (z_star == 0).float()[:, None].expand(n, H).clone()
+
+
+def toy_path(x, sae, right, decide, linear: bool):
+    """(sparsity path with m = all, 1, 2 at the held-out rows' right usage, split, target): the linear readout
+    G for a linear decision network, else the network on the steered embedding (G = None)."""
+    split = toy_split(x, right)
+    codes = Codes.of(sae, decide, x)
+    G = gate_directions(decide, sae, x.mean(0))  # for a non-linear network, the Jacobian: the strengths' scale only
+    p = LearnedProblem(sae, decide, split, codes, None, 1, G if linear else None, pushes(codes, G))
+    target = right[~split.holdout].mean().item()
+    path = sparsity_paths(p, [target], FitSettings(steps=200, lr=0.1, usage_weight=20.0), 1e-2, [1, 2])[0]
+    return path, split, target
+
+
+def test_sparsity_path_picks_the_driving_latent_at_m_1():
+    """Heads must all be dropped exactly on the images where latent 5 fires; the gate reads latent 5 with weight
+    -1 on both heads (others with small random weights), so amplifying latent 5 alone does the job."""
+    g = torch.Generator().manual_seed(0)
+    d, H, star = 12, 2, 5
+    x, sae, right = one_latent_toy(g)
     decide = DecisionNet(d, H, init_bias=0.0)
     with torch.no_grad():
         decide.net.weight.copy_(0.05 * torch.randn(H, d, generator=g))
         decide.net.weight[:, star] = -1.0
         decide.net.bias.fill_(1.1)
-    split = toy_split(x, right)
-    codes = Codes.of(sae, decide, x)
-    G = gate_directions(decide, sae, x.mean(0))
-    p = LearnedProblem(sae, decide, split, codes, None, 1, G, pushes(codes, G))
-    target = right[~split.holdout].mean().item()
-    path = sparsity_paths(p, [target], FitSettings(steps=200, lr=0.1, usage_weight=20.0), 1e-2, [1, 2])[0]
+    path, split, target = toy_path(x, sae, right, decide, linear=True)
     m1 = path[1]
     assert m1.m == 1 and m1.alpha[0].nonzero().flatten().tolist() == [star]
     assert m1.holdout_accuracy > 0.95
@@ -76,12 +89,8 @@ def test_sparsity_path_through_a_non_linear_gate_picks_the_driving_latent():
     network on the steered embedding (G = None) and the strengths' scale comes from its Jacobian at the mean.
     Hidden unit 0 reads latent 5 alone; both heads drop once GELU of it passes the bias."""
     g = torch.Generator().manual_seed(0)
-    n, d, k, H, star = 800, 12, 3, 2, 5
-    x = torch.rand(n, d, generator=g) * (torch.rand(n, d, generator=g) < 0.2)
-    x[:, star] = (torch.rand(n, generator=g) < 0.4).float() * (0.5 + 0.5 * torch.rand(n, generator=g))
-    sae = identity_sae(d, k)
-    vals, idx = sae.encode_sparse(x)
-    right = ((vals * (idx == star)).sum(1) == 0).float()[:, None].expand(n, H).clone()
+    d, H, star = 12, 2, 5
+    x, sae, right = one_latent_toy(g)
     decide = DecisionNet(d, H, hidden=2, init_bias=0.0)
     with torch.no_grad():
         first, last = decide.net[0], decide.net[2]
@@ -92,12 +101,7 @@ def test_sparsity_path_through_a_non_linear_gate_picks_the_driving_latent():
         last.weight.copy_(torch.tensor([[-1.0, 0.0], [-1.0, 0.0]]))
         last.bias.fill_(1.1)
     assert not is_linear(decide)
-    split = toy_split(x, right)
-    codes = Codes.of(sae, decide, x)
-    G = gate_directions(decide, sae, x.mean(0))  # the Jacobian readout: the strengths' scale only
-    p = LearnedProblem(sae, decide, split, codes, None, 1, None, pushes(codes, G))
-    target = right[~split.holdout].mean().item()
-    path = sparsity_paths(p, [target], FitSettings(steps=200, lr=0.1, usage_weight=20.0), 1e-2, [1, 2])[0]
+    path, _, _ = toy_path(x, sae, right, decide, linear=False)
     m1 = path[1]
     assert m1.m == 1 and m1.alpha[0].nonzero().flatten().tolist() == [star]
     assert m1.holdout_accuracy > 0.95
